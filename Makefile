@@ -1,0 +1,42 @@
+# Two entry points, both self-bootstrapping and idempotent on a fresh Debian machine:
+#   make demo   run the main job on the built-in data
+#   make test   run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the project needs (installed via apt-get only when missing).
+APT_PACKAGES :=
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: demo test install system-deps bench clean
+
+demo: install
+	$(BIN)/svdx prepare --config=configs/tiny.toml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python tools/bench_pipeline.py
+
+install: system-deps $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $@
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
+clean:
+	rm -rf work .pytest_cache

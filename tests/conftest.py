@@ -1,0 +1,26 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile  # noqa: E402
+
+TINY_CORPUS = Path(__file__).parent / "data" / "tiny_corpus"
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus() -> Path:
+    assert (TINY_CORPUS / "filelists" / "train").exists(), "tests/data/tiny_corpus is missing"
+    return TINY_CORPUS
+
+
+@pytest.fixture(scope="session")
+def real_clip(tiny_corpus) -> np.ndarray:
+    """A few seconds of real rendered music at 22,050 Hz, read with libsndfile (not our loader)."""
+    path = sorted((tiny_corpus / "audio").glob("*.flac"))[0]
+    wave, sr = soundfile.read(path, dtype="float32")
+    assert sr == 22050 and wave.ndim == 1
+    return wave[: 5 * sr]

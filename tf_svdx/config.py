@@ -1,0 +1,184 @@
+"""Typed configuration: defaults here, then a TOML file from `configs/`, then `--config.a.b=value`.
+
+Every front-end constant lives in `FrontEnd`; nothing else in the package hard-codes them.
+Config files are TOML (parsed by the standard library, never executed), and a key that the
+dataclasses do not define is an error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+
+import numpy as np
+from pathlib import Path
+
+from tf_svdx.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontEnd:
+    """SPEC §1. Frozen: the front end is part of a model's identity, not a tuning knob."""
+
+    sample_rate: int = 22050
+    frame_len: int = 1024
+    hop: int = 315
+    n_mels: int = 80
+    fmin: float = 27.5
+    fmax: float = 8000.0
+    log_floor: float = 1e-7
+    excerpt_frames: int = 115
+
+    @property
+    def fps(self) -> float:
+        return self.sample_rate / self.hop
+
+    @property
+    def n_fft_bins(self) -> int:
+        return self.frame_len // 2 + 1
+
+    @property
+    def n_linear_bins(self) -> int:
+        """Bins up to fmax: the only ones the mel matrix uses (372 for the defaults)."""
+        return int(self.n_fft_bins * 2 * self.fmax // self.sample_rate)
+
+    def frame_times(self, n_frames: int):
+        """Centre time in seconds of each STFT frame (frames start at sample 0, no centring)."""
+        return (np.arange(n_frames) * self.hop + self.frame_len / 2) / self.sample_rate
+
+    @property
+    def excerpt_pad(self) -> int:
+        """Frames of padding on each side so that every frame can be an excerpt centre (57)."""
+        return self.excerpt_frames // 2
+
+
+@dataclasses.dataclass
+class Augment:
+    """SPEC §3 train-time augmentation, applied to the linear-magnitude excerpt."""
+
+    enabled: bool = True
+    max_stretch: float = 0.3
+    max_shift: float = 0.3
+    # SPEC: 164 ≈ 115 / 0.7 source frames. The strongest compression (stretch 0.7) spans 164.3
+    # frames, and an odd count puts the centre on a frame, so stretch 1 is an exact crop: 165.
+    source_frames: int = 165
+    filter_max_db: float = 10.0
+    filter_min_hz: float = 150.0
+    filter_max_hz: float = 8000.0
+    filter_width_semitones: float = 5.0
+    filter_width_std: float = 2.0
+
+
+@dataclasses.dataclass
+class Prepare:
+    """`svdx prepare`: corpus → TFRecord shards + standardisation statistics + manifest."""
+
+    corpus: str = ""  # Jamendo-layout folder, a CSV manifest, or an unlabelled music folder
+    out: str = ""
+    tracks_per_shard: int = 16
+    strict: bool = False
+    workers: int = 2  # decoding processes; a crash in a decoder loses one file, not the job
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """The tf.data input pipeline."""
+
+    batch_size: int = 32
+    standardise: bool = True  # detector: yes; GAN: no (it models raw log-mel)
+    parallel_calls: int = 2
+
+
+@dataclasses.dataclass
+class Config:
+    seed: int = 42
+    frontend: FrontEnd = dataclasses.field(default_factory=FrontEnd)
+    prepare: Prepare = dataclasses.field(default_factory=Prepare)
+    pipeline: Pipeline = dataclasses.field(default_factory=Pipeline)
+    augment: Augment = dataclasses.field(default_factory=Augment)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Stable short hash of the whole config, recorded beside every output it produced."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _coerce(value, annotation, where: str):
+    """Convert a TOML value or an override string to the field's declared type."""
+    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(
+        annotation if isinstance(annotation, str) else getattr(annotation, "__name__", ""))
+    if kind is None:
+        raise ConfigError(f"{where}: cannot set a value of type {annotation}")
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        if kind is bool:
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is bool and not isinstance(value, bool) or kind is not bool and isinstance(value, bool) \
+            or not isinstance(value, kind):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _field_types(cls) -> dict:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _apply(obj, updates: dict, where: str):
+    """Return a copy of dataclass `obj` with nested `updates` applied; unknown keys raise."""
+    types = _field_types(type(obj))
+    changes = {}
+    for key, value in updates.items():
+        here = f"{where}{key}"
+        if key not in types:
+            raise ConfigError(f"{here}: unknown key (valid: {', '.join(sorted(types))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{here}: is a section, give it a table of keys")
+            changes[key] = _apply(current, value, here + ".")
+        else:
+            changes[key] = _coerce(value, types[key], here)
+    return dataclasses.replace(obj, **changes)
+
+
+def load(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Defaults, then the TOML file at `path`, then `a.b=value` overrides, in that order."""
+    config = Config()
+    if path:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML ({e})") from None
+        config = _apply(config, data, f"{path}: ")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        nested: dict = {}
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+        config = _apply(config, nested, "--config.")
+    return config
