@@ -2,6 +2,7 @@
 #   make demo   run the main job on the built-in data
 #   make test   run the test suite
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,7 +26,8 @@ install: system-deps $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' 2>&1 \
+	  | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 	@touch $@
 
 system-deps:

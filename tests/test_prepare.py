@@ -241,3 +241,22 @@ def test_malformed_corpus_every_case_reported(tiny_corpus, tmp_path, real_clip):
     assert any("no_labels" in p["reason"] for p in reported)
     n_ok = sum(e == "ok" for e in expected.values()) + 1  # + good.flac
     assert manifest["splits"]["train"]["tracks"] == n_ok
+
+
+def test_csv_manifest_corpus(tiny_corpus, tmp_path):
+    """A CSV manifest (labelled + unlabelled rows) prepares like the Jamendo layout."""
+    root = tmp_path / "mine"
+    shutil.copytree(tiny_corpus, root / "data")
+    rows = ["audio,labels,split"]
+    for split in ("train", "valid", "test"):
+        for name in (tiny_corpus / "filelists" / split).read_text().split():
+            rows.append(f"data/audio/{name},data/labels/{Path(name).stem}.lab,{split}")
+    shutil.copy(tiny_corpus / "audio/chorale_01.flac", root / "extra.flac")
+    rows.append("extra.flac,,unlabelled")
+    rows[1], rows[-1] = rows[-1], rows[1]  # order must not matter
+    (root / "corpus.csv").write_text("\n".join(rows) + "\n")
+    manifest = prepare(_cfg(root / "corpus.csv", tmp_path / "out"), progress=False)
+    assert manifest["corpus_kind"] == "manifest" and manifest["skipped"] == []
+    assert {k: v["tracks"] for k, v in manifest["splits"].items()} == \
+        {"train": 6, "valid": 1, "test": 1, "unlabelled": 1}
+    assert manifest["standardisation"]["split"] == "train"
