@@ -93,12 +93,66 @@ class Pipeline:
 
 
 @dataclasses.dataclass
+class MakeCorpus:
+    """`svdx make-corpus`: the built-in demo corpus (tf_svdx.data.democorpus, DATA.md recipe)."""
+
+    out: str = "work/demo_corpus"
+    minutes: float = 60.0  # total audio of the main corpus (about; tracks are whole phrases)
+    seed: int = 0
+    workers: int = 0  # processes; 0 = one per CPU core
+    stems: bool = False  # also keep stems/<track>.vocal.flac and .accompaniment.flac
+    speech: bool = False  # also build the separately flagged spoken-voice subset in <out>/speech
+    speech_fraction: float = 0.1  # its size, as a fraction of `minutes`
+    recording_fraction: float = 0.2  # share of real instrumental recordings (all nosing)
+    singers: str = "sinsy,festival,espeak"  # comma-separated, from democorpus.singers.SINGERS
+    recordings: str = "wesnoth,hedgewars"  # Debian music packages to take recordings from
+    min_track_s: float = 150.0  # track length range; tests use a few seconds
+    max_track_s: float = 210.0
+    valid_fraction: float = 0.15  # of the tracks, split by track (and by chorale / recording)
+    test_fraction: float = 0.15
+    soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+
+@dataclasses.dataclass
+class Detector:
+    """SPEC §3: the Schlüter & Grill CNN ("SVDNet-R1"; outputs=2 is the softmax "R2")."""
+
+    width: float = 1.0  # multiplies every conv/dense width; tests use e.g. 0.125
+    outputs: int = 1  # 1: the fc9 logit (sigmoid outside the model); 2: two-unit softmax logits
+    dropout: float = 0.5
+    leaky_slope: float = 0.01
+
+
+@dataclasses.dataclass
+class TrainDetector:
+    """`svdx train-detector`: custom tf.function loop (SPEC §3 recipe)."""
+
+    prepared: str = ""  # a `svdx prepare` output folder
+    out: str = "work/detector"
+    steps: int = 40000  # 20 "epochs" of 2,000 updates
+    learning_rate: float = 0.01
+    lr_decay: float = 0.85  # multiplied in after every `lr_decay_every` updates
+    lr_decay_every: int = 2000
+    momentum: float = 0.95  # Nesterov
+    label_floor: float = 0.02  # smoothed targets: floor + (1 − 2·floor)·y
+    eval_every: int = 2000  # validation error (and best-model selection) interval
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    strategy: str = "default"  # default | mirrored | multiworker (TF_CONFIG)
+    logical_cpus: int = 0  # split the CPU into N logical devices (to test MirroredStrategy)
+    image_every: int = 2000  # TensorBoard spectrogram images of validation excerpts
+
+
+@dataclasses.dataclass
 class Config:
     seed: int = 42
     frontend: FrontEnd = dataclasses.field(default_factory=FrontEnd)
     prepare: Prepare = dataclasses.field(default_factory=Prepare)
     pipeline: Pipeline = dataclasses.field(default_factory=Pipeline)
     augment: Augment = dataclasses.field(default_factory=Augment)
+    make_corpus: MakeCorpus = dataclasses.field(default_factory=MakeCorpus)
+    detector: Detector = dataclasses.field(default_factory=Detector)
+    train_detector: TrainDetector = dataclasses.field(default_factory=TrainDetector)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -31,3 +31,7 @@ class CorpusError(SvdxError):
 
 class ConfigError(SvdxError):
     """A config file or override is invalid (unknown key, wrong type)."""
+
+
+class MissingDependencyError(SvdxError):
+    """A program, package or data file the job needs is not installed; says what to install."""
