@@ -24,3 +24,14 @@ def real_clip(tiny_corpus) -> np.ndarray:
     wave, sr = soundfile.read(path, dtype="float32")
     assert sr == 22050 and wave.ndim == 1
     return wave[: 5 * sr]
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tiny_corpus, tmp_path_factory) -> Path:
+    """The built-in corpus run through `svdx prepare` once per test session."""
+    from tf_svdx import config as config_lib
+    from tf_svdx.data.prepare import prepare
+    out = tmp_path_factory.mktemp("tiny_prepared")
+    prepare(config_lib.load(None, [f"prepare.corpus={tiny_corpus}", f"prepare.out={out}"]),
+            progress=False)
+    return out

@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from tf_svdx import config as config_lib  # noqa: E402
 from tf_svdx.errors import SvdxError  # noqa: E402
@@ -21,9 +21,20 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "TOML config file (see configs/); defaults otherwise.")
 flags.DEFINE_string("corpus", None, "prepare: corpus folder (Jamendo layout or music folder) "
                     "or CSV manifest; shortcut for --config.prepare.corpus.")
-flags.DEFINE_string("out", None, "prepare: output folder; shortcut for --config.prepare.out.")
+flags.DEFINE_string("out", None, "The command's output folder (prepare: --config.prepare.out, "
+                    "train-detector: --config.train_detector.out, make-corpus: "
+                    "--config.make_corpus.out).")
 flags.DEFINE_bool("strict", None, "prepare: fail on the first bad file instead of skipping it.")
+flags.DEFINE_string("prepared", None, "train-detector/evaluate: a `svdx prepare` output folder; "
+                    "shortcut for --config.train_detector.prepared.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_float("minutes", None, "make-corpus: minutes of audio; shortcut for "
+                   "--config.make_corpus.minutes.")
+flags.DEFINE_integer("seed", None, "make-corpus: corpus seed; shortcut for "
+                     "--config.make_corpus.seed.")
+flags.DEFINE_bool("stems", None, "make-corpus: also keep the vocal and accompaniment stems.")
+flags.DEFINE_bool("speech", None, "make-corpus: also build the spoken-voice subset "
+                  "(<out>/speech, labelled nosing).")
 
 _OVERRIDE_PREFIX = "--config."
 
@@ -47,6 +58,33 @@ def cmd_prepare(argv):
         print(line)
 
 
+def cmd_train_detector(argv):
+    """Train the singing-voice detector (custom tf.function loop; resumes from checkpoints)."""
+    from tf_svdx.train.detector import train_detector
+    cfg = _config({"train_detector.prepared": FLAGS.prepared, "train_detector.out": FLAGS.out})
+    summary = train_detector(cfg, progress=FLAGS.progress)
+    best = summary["best"]
+    err = "-" if best["step"] is None else f"{100 * best['valid_error']:.2f}% at step {best['step']}"
+    print(f"trained {summary['steps']} steps → {cfg.train_detector.out}; best valid error {err}")
+
+
+def cmd_make_corpus(argv):
+    """Build the offline demo corpus: chorales, synthesised singers, real recordings."""
+    from tf_svdx.data.democorpus import build_corpus, report_lines
+    cfg = _config({"make_corpus.out": FLAGS.out, "make_corpus.minutes": FLAGS.minutes,
+                   "make_corpus.seed": FLAGS.seed, "make_corpus.stems": FLAGS.stems,
+                   "make_corpus.speech": FLAGS.speech})
+    report = build_corpus(cfg.make_corpus, progress=FLAGS.progress)
+    print(f"corpus → {cfg.make_corpus.out}")
+    for line in report_lines(report):
+        print(line)
+    if "speech" in report:
+        print(f"speech subset → {cfg.make_corpus.out}/speech (labelled nosing; speech regions "
+              f"in its meta.json)")
+        for line in report_lines(report["speech"]):
+            print(line)
+
+
 def cmd_config(argv):
     """Print the effective configuration (defaults + file + overrides) as TOML-like lines."""
     import json
@@ -55,6 +93,8 @@ def cmd_config(argv):
 
 COMMANDS = {
     "prepare": cmd_prepare,
+    "train-detector": cmd_train_detector,
+    "make-corpus": cmd_make_corpus,
     "config": cmd_config,
 }
 _OVERRIDES: list[str] = []
@@ -68,6 +108,7 @@ def _usage() -> str:
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs at INFO through absl
     if len(argv) < 2 or argv[1] not in COMMANDS:
         given = f"unknown command {argv[1]!r}\n" if len(argv) >= 2 else ""
         print(given + _usage(), file=sys.stderr)
