@@ -27,6 +27,10 @@ flags.DEFINE_string("out", None, "The command's output folder (prepare: --config
 flags.DEFINE_bool("strict", None, "prepare: fail on the first bad file instead of skipping it.")
 flags.DEFINE_string("prepared", None, "train-detector/evaluate: a `svdx prepare` output folder; "
                     "shortcut for --config.train_detector.prepared.")
+flags.DEFINE_string("detector", None, "evaluate/predict: a `svdx train-detector` run folder.")
+flags.DEFINE_bool("pitch_shift_average", False, "evaluate: average predictions over pitch "
+                  "shifts of 0, ±10 and ±20%.")
+flags.DEFINE_bool("plot", False, "predict: also write a PNG of log-mel, probability, segments.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_float("minutes", None, "make-corpus: minutes of audio; shortcut for "
                    "--config.make_corpus.minutes.")
@@ -85,6 +89,45 @@ def cmd_make_corpus(argv):
             print(line)
 
 
+def cmd_evaluate(argv):
+    """Evaluate a trained detector: tuned threshold on valid, metrics on test (JSON + console)."""
+    from tf_svdx.data.pipeline import Prepared
+    from tf_svdx.evaluation import TrainedDetector, evaluate
+    from tf_svdx.io import write_json
+    det = TrainedDetector.load(_required("detector"))
+    prepared = Prepared(FLAGS.prepared or det.config.train_detector.prepared)
+    shifts = (0.0, -0.1, 0.1, -0.2, 0.2) if FLAGS.pitch_shift_average else (0.0,)
+    result = evaluate(det, prepared, shifts)
+    write_json(det.folder / "evaluation.json", result)
+    t = result["test"]
+    print(f"threshold {result['threshold']:.3f} (tuned on valid: error "
+          f"{100 * result['valid']['error']:.2f}%)")
+    print(f"test: error {100 * t['error']:.2f}%  precision {t['precision']:.3f}  recall "
+          f"{t['recall']:.3f}  specificity {t['specificity']:.3f}  F1 {t['f1']:.3f}  AUROC "
+          f"{t['auroc']:.3f}  ({t['frames']} frames) → {det.folder / 'evaluation.json'}")
+
+
+def cmd_predict(argv):
+    """Write vocal segments (.lab, optional --plot PNG) for each AUDIO file given."""
+    from pathlib import Path
+    from tf_svdx.evaluation import TrainedDetector
+    from tf_svdx.predict import predict_files
+    if not argv:
+        raise SvdxError("predict: give one or more audio files")
+    det = TrainedDetector.load(_required("detector"))
+    failed = predict_files(det, argv, Path(FLAGS.out) if FLAGS.out else None,
+                           with_plot=FLAGS.plot)
+    if failed and len(failed) == len(argv):
+        raise SvdxError(f"no input could be read (first: {failed[0][1]})")
+
+
+def _required(flag: str) -> str:
+    value = getattr(FLAGS, flag)
+    if not value:
+        raise SvdxError(f"--{flag} is required")
+    return value
+
+
 def cmd_config(argv):
     """Print the effective configuration (defaults + file + overrides) as TOML-like lines."""
     import json
@@ -94,9 +137,12 @@ def cmd_config(argv):
 COMMANDS = {
     "prepare": cmd_prepare,
     "train-detector": cmd_train_detector,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
     "make-corpus": cmd_make_corpus,
     "config": cmd_config,
 }
+TAKES_FILES = {"predict"}
 _OVERRIDES: list[str] = []
 
 
@@ -113,7 +159,7 @@ def main(argv):
         given = f"unknown command {argv[1]!r}\n" if len(argv) >= 2 else ""
         print(given + _usage(), file=sys.stderr)
         return 2
-    if len(argv) > 2:
+    if len(argv) > 2 and argv[1] not in TAKES_FILES:
         print(f"svdx: error: unexpected arguments {argv[2:]}", file=sys.stderr)
         return 2
     try:

@@ -212,6 +212,11 @@ def _apply(obj, updates: dict, where: str):
     return dataclasses.replace(obj, **changes)
 
 
+def from_dict(data: dict, where: str = "") -> Config:
+    """A Config from a (possibly partial) nested dict, e.g. one recorded in a run.json."""
+    return _apply(Config(), data, where)
+
+
 def load(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
     """Defaults, then the TOML file at `path`, then `a.b=value` overrides, in that order."""
     config = Config()

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from tf_svdx.config import Config
 from tf_svdx.data.pipeline import Prepared, training_excerpts, whole_track
 from tf_svdx.data.records import UNLABELLED
+from tf_svdx.evaluation import copy_standardisation
 from tf_svdx.io import write_json
 from tf_svdx.models import build_detector
 from tf_svdx.models.dense import build_dense, copy_weights, predict_track, probabilities
@@ -82,6 +83,7 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
                                          nesterov=True)
         optimizer.build(model.trainable_variables)
     run = Run(opts.out, record, keep=opts.keep_checkpoints, model=model, optimizer=optimizer)
+    copy_standardisation(prepared.folder, run.out)
     start = run.restore()
 
     global_batch = config.pipeline.batch_size

@@ -1,0 +1,1 @@
+"""Training loops: shared plumbing (loop.py) and one module per model."""
