@@ -57,6 +57,30 @@ def validation_error(dense: keras.Model, tracks: list, fe, standardiser) -> floa
     return wrong / max(total, 1)
 
 
+def make_train_step(model, optimizer, strategy, global_batch: int, label_floor: float):
+    """One compiled update on the next batch of a distributed iterator; returns the mean loss.
+
+    Each replica averages its per-example losses over the GLOBAL batch, so the gradients that
+    the optimiser sums across replicas equal the one-device gradient."""
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.nn.compute_average_loss(per_example_loss(logits, y, label_floor),
+                                              global_batch_size=global_batch)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(iterator):
+        x, y = next(iterator)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, (x, y)),
+                               axis=None)
+
+    return train_step
+
+
 def resume_key(config: Config, data_fingerprint: str) -> str:
     """What must not change between a run and its resumption (everything but its length)."""
     frozen = dataclasses.replace(config, train_detector=dataclasses.replace(
@@ -90,20 +114,7 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
     dataset = training_excerpts(prepared, config, "train", start_batch=start)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
 
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.nn.compute_average_loss(per_example_loss(logits, y, opts.label_floor),
-                                              global_batch_size=global_batch)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    @tf.function
-    def train_step(it):
-        x, y = next(it)
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, (x, y)),
-                               axis=None)
+    train_step = make_train_step(model, optimizer, strategy, global_batch, opts.label_floor)
 
     valid = list(prepared.tracks("valid")) if "valid" in prepared.splits else []
     dense = build_dense(model) if valid else None
