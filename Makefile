@@ -8,13 +8,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the project needs (installed via apt-get only when missing).
-APT_PACKAGES :=
+APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont festival festvox-kallpc16k espeak-ng wesnoth-1.16-music hedgewars-data ktuberling-data g++
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .PHONY: demo test install system-deps bench clean
 
+# The main job so far: build the demo corpus (~2.5 min), prepare it, train the detector (resumes;
+# ~20 min on 2 CPU cores), evaluate it on the test split, and label one test track.
+DEMO_TEST_TRACK = work/demo_corpus/audio/$$(head -n 1 work/demo_corpus/filelists/test)
 demo: install
-	$(BIN)/svdx prepare --config=configs/tiny.toml
+	$(BIN)/svdx make-corpus --config=configs/demo.toml
+	$(BIN)/svdx prepare --config=configs/demo.toml
+	$(BIN)/svdx train-detector --config=configs/demo.toml
+	$(BIN)/svdx evaluate --config=configs/demo.toml --detector=work/demo/detector
+	$(BIN)/svdx predict --detector=work/demo/detector --out=work/demo/predictions --plot \
+	  $(DEMO_TEST_TRACK)
 
 test: install
 	$(BIN)/python -m pytest -q

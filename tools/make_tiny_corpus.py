@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from tf_svdx.data.democorpus import labels_from_stem
+
 SR = 22050
 SOUNDFONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"
 PEAK = 0.9
@@ -76,56 +78,6 @@ PLAN = [("train", "sung"), ("train", "sung"), ("train", "sung"), ("train", "inst
 # ----------------------------------------------------------------------------------------------
 # Labels from an isolated vocal stem
 # ----------------------------------------------------------------------------------------------
-def labels_from_stem(stem: np.ndarray, sr: int, frame_s: float = 0.01, rel_db: float = -30.0,
-                     percentile: float = 95.0, min_gap_s: float = 0.3, min_seg_s: float = 0.2,
-                     abs_floor_db: float = -80.0) -> list[tuple[float, float, str]]:
-    """Complementary (start, end, "sing"|"nosing") segments covering 0 → len(stem)/sr exactly.
-
-    Frame i covers samples [round(i·sr·frame_s), round((i+1)·sr·frame_s)); its level is the mean
-    power in dB. Active = level > (`percentile` of the frame levels + `rel_db`) and above an
-    absolute floor (a silent stem has no singing). Inactive gaps shorter than `min_gap_s` between
-    active runs are filled, then active runs shorter than `min_seg_s` are dropped.
-    """
-    stem = np.asarray(stem, dtype=np.float64)
-    n = len(stem)
-    duration = n / sr
-    n_frames = int(np.ceil(n / (sr * frame_s) - 1e-9))
-    if n == 0:
-        return []
-    edges = np.minimum(np.round(np.arange(n_frames + 1) * sr * frame_s).astype(np.int64), n)
-    edges[-1] = n
-    power = np.add.reduceat(stem ** 2, edges[:-1]) / np.maximum(np.diff(edges), 1)
-    level = 10.0 * np.log10(power + 1e-20)
-    thresh = max(np.percentile(level, percentile) + rel_db, abs_floor_db)
-    active = level > thresh
-
-    runs = _runs(active)  # [(first_frame, end_frame_exclusive)] of active frames
-    merged: list[list[int]] = []
-    for a, b in runs:
-        if merged and (a - merged[-1][1]) * frame_s < min_gap_s:
-            merged[-1][1] = b
-        else:
-            merged.append([a, b])
-    kept = [(a, b) for a, b in merged if (b - a) * frame_s >= min_seg_s]
-
-    segs: list[tuple[float, float, str]] = []
-    t = 0.0
-    for a, b in kept:
-        start, end = a * frame_s, min(b * frame_s, duration)
-        if start > t:
-            segs.append((t, start, "nosing"))
-        segs.append((start, end, "sing"))
-        t = end
-    if t < duration:
-        segs.append((t, duration, "nosing"))
-    return segs
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
-
-
 def format_lab(segs: list[tuple[float, float, str]], duration: float) -> str:
     """Boundaries with 3 decimals (they are multiples of 10 ms); the file end with 6."""
     def fmt(x):
