@@ -38,7 +38,8 @@ def predict_file(det: TrainedDetector, path: Path, threshold: float):
     return log_mel, prob, segments
 
 
-def plot(path: Path, log_mel: np.ndarray, prob: np.ndarray, segments, threshold: float, fe):
+def plot(path: Path, title: str, log_mel: np.ndarray, prob: np.ndarray, segments,
+         threshold: float, fe):
     """PNG: log-mel (low frequencies at the bottom), P(sing) with the threshold, segments."""
     import matplotlib
     matplotlib.use("Agg")
@@ -49,7 +50,7 @@ def plot(path: Path, log_mel: np.ndarray, prob: np.ndarray, segments, threshold:
     ax1.imshow(log_mel.T, origin="lower", aspect="auto", cmap="magma",
                extent=[0, t_end, 0, log_mel.shape[1]])
     ax1.set_ylabel("mel band")
-    ax1.set_title(path.name)
+    ax1.set_title(title)
     times = fe.frame_times(len(prob))
     ax2.plot(times, prob, lw=1, label="P(sing), median-filtered")
     ax2.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.2f}")
@@ -57,6 +58,7 @@ def plot(path: Path, log_mel: np.ndarray, prob: np.ndarray, segments, threshold:
         if label == "sing":
             ax2.axvspan(start, end, color="tab:orange", alpha=0.25)
     ax2.set_ylim(0, 1)
+    ax2.set_xlim(0, t_end)
     ax2.set_xlabel("time (s)")
     ax2.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
@@ -82,7 +84,7 @@ def predict_files(det: TrainedDetector, paths, out_dir: Path | None, *, with_plo
         target.parent.mkdir(parents=True, exist_ok=True)
         lab.write_lab(target, segments)
         if with_plot:
-            plot(target, log_mel, prob, segments, threshold, det.frontend)
+            plot(target, p.name, log_mel, prob, segments, threshold, det.frontend)
         sung = sum(e - s for s, e, label in segments if label == "sing")
         report(f"{p}: {sung:.1f} s of singing in {len(segments)} segments → {target}")
     return failed
