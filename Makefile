@@ -29,6 +29,7 @@ test: install
 
 bench: install
 	$(BIN)/python tools/bench_pipeline.py
+	$(BIN)/python tools/bench_detector.py
 
 install: system-deps $(STAMP)
 
