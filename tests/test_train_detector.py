@@ -21,9 +21,10 @@ def _svdx(*args, **kw):
                             **kw)
 
 
-def _train(prepared, out, steps, *extra):
+def _train(prepared, out, steps, *extra, **kw):
     return _svdx("train-detector", f"--prepared={prepared}", f"--out={out}",
-                 *[f"--config.{o}" for o in TINY + [f"train_detector.steps={steps}", *extra]])
+                 *[f"--config.{o}" for o in TINY + [f"train_detector.steps={steps}", *extra]],
+                 **kw)
 
 
 def _weights(path):
@@ -146,3 +147,41 @@ def test_short_training_run_is_well_above_chance(tiny_prepared, tmp_path):
     result = evaluate(TrainedDetector.load(tmp_path), Prepared(tiny_prepared))
     print(result["valid"], result["test"])
     assert result["valid"]["auroc"] > 0.8 and result["test"]["auroc"] > 0.75
+
+
+def _free_ports(n):
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multiworker_strategy_two_local_workers_match_one_device(tiny_prepared, tmp_path):
+    """Two worker processes on 127.0.0.1 (MultiWorkerMirroredStrategy from TF_CONFIG) train the
+    same model as one device; only the chief writes the run folder."""
+    import os
+    common = ["detector.dropout=0", "train_detector.steps=6", "train_detector.eval_every=100",
+              "train_detector.checkpoint_every=3"]
+    ref = _train(tiny_prepared, tmp_path / "one", 6, *common)
+    _, err = ref.communicate(timeout=600)
+    assert ref.returncode == 0, err
+    hosts = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}))
+        procs.append(_train(tiny_prepared, tmp_path / "mw", 6, *common,
+                            "train_detector.strategy=multiworker", env=env))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    one, two = _weights(tmp_path / "one/final.weights.h5"), _weights(tmp_path / "mw/final.weights.h5")
+    for (name, u), (_, v) in zip(one, two):
+        np.testing.assert_allclose(u, v, atol=1e-4, err_msg=name)
+    assert sorted(p.name for p in (tmp_path / "mw" / "ckpt").glob("ckpt-*.index")) == \
+        ["ckpt-3.index", "ckpt-6.index"]

@@ -106,17 +106,23 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
         optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=opts.momentum,
                                          nesterov=True)
         optimizer.build(model.trainable_variables)
-    run = Run(opts.out, record, keep=opts.keep_checkpoints, model=model, optimizer=optimizer)
-    copy_standardisation(prepared.folder, run.out)
+    run = Run(opts.out, record, keep=opts.keep_checkpoints, strategy=strategy, model=model,
+              optimizer=optimizer)
+    if run.chief:
+        copy_standardisation(prepared.folder, run.out)
     start = run.restore()
 
     global_batch = config.pipeline.batch_size
     dataset = training_excerpts(prepared, config, "train", start_batch=start)
+    # Every worker generates the same global batch and keeps its replicas' share of it.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
 
     train_step = make_train_step(model, optimizer, strategy, global_batch, opts.label_floor)
 
-    valid = list(prepared.tracks("valid")) if "valid" in prepared.splits else []
+    valid = list(prepared.tracks("valid")) if run.chief and "valid" in prepared.splits else []
     dense = build_dense(model) if valid else None
     image_excerpts = _image_excerpts(prepared, config) if valid else None
     best_path, best_json = Path(opts.out) / BEST, Path(opts.out) / "best.json"
@@ -137,7 +143,7 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
         return err
 
     bar = tqdm(total=opts.steps, initial=start, unit="step", desc="train-detector",
-               disable=not progress)
+               disable=not progress or not run.chief)
     step, t0, loss_sum, loss_n = start, time.perf_counter(), 0.0, 0
     while step < opts.steps:
         loss = float(train_step(iterator))
@@ -163,10 +169,11 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
             run.save(step)
     bar.close()
     run.writer.flush()
-    save_weights_atomically(model, Path(opts.out) / FINAL)
     summary = {"steps": step, "best": {k: best[k] for k in ("valid_error", "step")},
                "config_fingerprint": config.fingerprint(), "data_fingerprint": data_fp}
-    write_json(Path(opts.out) / "summary.json", summary)
+    if run.chief:
+        save_weights_atomically(model, Path(opts.out) / FINAL)
+        write_json(Path(opts.out) / "summary.json", summary)
     return summary
 
 

@@ -54,13 +54,32 @@ def make_strategy(name: str, logical_cpus: int = 0) -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
-class Run:
-    """A run folder: its record, checkpoints and TensorBoard writer."""
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return (resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
 
-    def __init__(self, out: str | Path, record: dict, *, keep: int = 3, **trackables):
+
+class Run:
+    """A run folder: its record, checkpoints and TensorBoard writer.
+
+    Under MultiWorkerMirroredStrategy every worker must take part in saving (it may involve
+    collective ops), but only the chief writes to the run folder (which must be on storage all
+    workers share, for them to resume from it): the others save to a scratch folder of their
+    own, get a no-op TensorBoard writer and never write records."""
+
+    def __init__(self, out: str | Path, record: dict, *, keep: int = 3,
+                 strategy: tf.distribute.Strategy | None = None, **trackables):
         self.out = Path(out)
+        self.chief = is_chief(strategy or tf.distribute.get_strategy())
         self.out.mkdir(parents=True, exist_ok=True)
-        self._check_record(record)
+        if self.chief:
+            self._check_record(record)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         # Keras 3 does not put a model's SeedGenerator states (dropout RNG) into a
         # tf.train.Checkpoint of the model; without them a resumed run draws other masks.
@@ -70,7 +89,14 @@ class Run:
         self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.out / "ckpt"),
                                                   max_to_keep=keep)
-        self.writer = tf.summary.create_file_writer(str(self.out / "tb"))
+        if self.chief:
+            self._save_manager = self.manager
+            self.writer = tf.summary.create_file_writer(str(self.out / "tb"))
+        else:
+            scratch = self.out / f".worker-{strategy.cluster_resolver.task_id}" / "ckpt"
+            self._save_manager = tf.train.CheckpointManager(self.checkpoint, str(scratch),
+                                                            max_to_keep=1)
+            self.writer = tf.summary.create_noop_writer()
 
     def _check_record(self, record: dict):
         """A folder belongs to one config (except its length): refuse to mix runs."""
@@ -91,7 +117,7 @@ class Run:
 
     def save(self, step: int) -> None:
         self.step.assign(step)
-        self.manager.save(checkpoint_number=step)
+        self._save_manager.save(checkpoint_number=step)
 
 
 def save_weights_atomically(model: keras.Model, path: str | Path) -> None:
