@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import numpy as np
 import soundfile as sf
 
 from tf_svdx.data.democorpus import labels_from_stem
+from tf_svdx.data.democorpus.instruments import write_midi
 
 SR = 22050
 SOUNDFONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"
@@ -116,40 +116,6 @@ def load_chorale(name: str):
         return None
     bounds = sorted({0.0, *ends, total})
     return voices, bounds
-
-
-def write_midi(path: Path, bpm: float, channels: list[tuple[int, list[tuple[float, float, int]]]],
-               velocity: int = 90) -> None:
-    """A format-0 Standard MIDI File: one tempo, per channel a program and its notes."""
-    events = []  # (tick, order, bytes): order 0 = meta/program, 1 = note-off, 2 = note-on
-    events.append((0, 0, b"\xff\x51\x03" + int(round(60e6 / bpm)).to_bytes(3, "big")))
-    for ch, (program, notes) in enumerate(channels):
-        events.append((0, 0, bytes([0xC0 | ch, program])))
-        events.append((0, 0, bytes([0xB0 | ch, 7, 100])))  # channel volume
-        for on, dur, pitch in notes:
-            t0, t1 = int(round(on * TPQ)), int(round((on + dur) * TPQ))
-            if t1 <= t0:
-                continue
-            events.append((t0, 2, bytes([0x90 | ch, pitch, velocity])))
-            events.append((t1, 1, bytes([0x80 | ch, pitch, 0])))
-    events.sort(key=lambda e: (e[0], e[1], e[2]))
-    track = bytearray()
-    last = 0
-    for tick, _, data in events:
-        track += _varlen(tick - last) + data
-        last = tick
-    track += _varlen(0) + b"\xff\x2f\x00"
-    path.write_bytes(b"MThd" + struct.pack(">IHHH", 6, 0, 1, TPQ)
-                     + b"MTrk" + struct.pack(">I", len(track)) + bytes(track))
-
-
-def _varlen(v: int) -> bytes:
-    out = [v & 0x7F]
-    v >>= 7
-    while v:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    return bytes(reversed(out))
 
 
 def render(midi: Path, wav: Path, n_samples: int) -> np.ndarray:
@@ -242,7 +208,7 @@ def make_track(name: str, kind: str, rng: np.random.Generator,
             stems[stem_name] = np.zeros(n)
             continue
         mid = tmp / f"{stem_name}.mid"
-        write_midi(mid, bpm, chans, velocity=vel)
+        write_midi(mid, bpm, [(prog, vel, notes) for prog, notes in chans])
         stems[stem_name] = render(mid, tmp / f"{stem_name}.wav", n)
 
     segs = labels_from_stem(stems["voice"], SR)
