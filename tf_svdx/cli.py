@@ -129,17 +129,17 @@ def _required(flag: str) -> str:
 
 
 def cmd_config(argv):
-    """Print the effective configuration (defaults + file + overrides) as TOML-like lines."""
+    """Print the effective configuration (defaults + file + overrides) as JSON."""
     import json
     print(json.dumps(_config().to_dict(), indent=2))
 
 
 COMMANDS = {
+    "make-corpus": cmd_make_corpus,
     "prepare": cmd_prepare,
     "train-detector": cmd_train_detector,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
-    "make-corpus": cmd_make_corpus,
     "config": cmd_config,
 }
 TAKES_FILES = {"predict"}
