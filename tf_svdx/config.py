@@ -124,6 +124,15 @@ class Detector:
 
 
 @dataclasses.dataclass
+class Gan:
+    """SPEC §4: the WGAN-GP generator and critic of un-standardised log-mel excerpts."""
+
+    latent_dim: int = 128
+    width: float = 1.0  # multiplies every hidden conv/dense width; tests use e.g. 0.125
+    leaky_slope: float = 0.2
+
+
+@dataclasses.dataclass
 class TrainDetector:
     """`svdx train-detector`: custom tf.function loop (SPEC §3 recipe)."""
 
@@ -153,6 +162,7 @@ class Config:
     make_corpus: MakeCorpus = dataclasses.field(default_factory=MakeCorpus)
     detector: Detector = dataclasses.field(default_factory=Detector)
     train_detector: TrainDetector = dataclasses.field(default_factory=TrainDetector)
+    gan: Gan = dataclasses.field(default_factory=Gan)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
