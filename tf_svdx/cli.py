@@ -89,6 +89,14 @@ def cmd_make_corpus(argv):
             print(line)
 
 
+def cmd_train_gan(argv):
+    """Train the WGAN-GP log-mel prior (custom tf.function loop; resumes from checkpoints)."""
+    from tf_svdx.train.wgan_gp import train_gan
+    cfg = _config({"train_gan.prepared": FLAGS.prepared, "train_gan.out": FLAGS.out})
+    summary = train_gan(cfg, progress=FLAGS.progress)
+    print(f"trained the GAN for {summary['steps']} generator steps → {cfg.train_gan.out}")
+
+
 def cmd_evaluate(argv):
     """Evaluate a trained detector: tuned threshold on valid, metrics on test (JSON + console)."""
     from tf_svdx.data.pipeline import Prepared
@@ -138,6 +146,7 @@ COMMANDS = {
     "make-corpus": cmd_make_corpus,
     "prepare": cmd_prepare,
     "train-detector": cmd_train_detector,
+    "train-gan": cmd_train_gan,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "config": cmd_config,

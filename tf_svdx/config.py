@@ -133,6 +133,31 @@ class Gan:
 
 
 @dataclasses.dataclass
+class TrainGan:
+    """`svdx train-gan`: WGAN-GP on un-standardised log-mel excerpts (SPEC §4)."""
+
+    prepared: str = ""  # a `svdx prepare` output folder, labelled or not
+    split: str = ""  # "" = "train" if the folder has one, else "unlabelled"
+    out: str = "work/gan"
+    steps: int = 20000  # generator updates; each follows n_critic critic updates
+    n_critic: int = 5  # not published; the WGAN-GP paper's value
+    batch_size: int = 16
+    gp_weight: float = 10.0
+    # The original's Adam settings; preset "wgan-gp" switches to the WGAN-GP paper's.
+    preset: str = "original"  # original: lr 1e-5, β1 0.5 (G) / 0.9 (D), β2 0.999
+    learning_rate: float = 1e-5  # | wgan-gp: lr 1e-4, β1 0, β2 0.9 for both
+    beta1_generator: float = 0.5
+    beta1_critic: float = 0.9
+    beta2: float = 0.999
+    checkpoint_every: int = 500
+    scalars_every: int = 50
+    image_every: int = 1000  # fixed-z spectrogram grid and auralised audio in TensorBoard
+    audio_examples: int = 3
+    strategy: str = "default"  # default | mirrored | multiworker
+    logical_cpus: int = 0
+
+
+@dataclasses.dataclass
 class TrainDetector:
     """`svdx train-detector`: custom tf.function loop (SPEC §3 recipe)."""
 
@@ -162,6 +187,7 @@ class Config:
     make_corpus: MakeCorpus = dataclasses.field(default_factory=MakeCorpus)
     detector: Detector = dataclasses.field(default_factory=Detector)
     train_detector: TrainDetector = dataclasses.field(default_factory=TrainDetector)
+    train_gan: TrainGan = dataclasses.field(default_factory=TrainGan)
     gan: Gan = dataclasses.field(default_factory=Gan)
 
     def to_dict(self) -> dict:

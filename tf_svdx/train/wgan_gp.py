@@ -46,3 +46,171 @@ def critic_loss(d_real, d_fake, gp, lam: float = GP_WEIGHT) -> tf.Tensor:
 def generator_loss(d_fake) -> tf.Tensor:
     """L_G = −E[D(G(z))]."""
     return -tf.reduce_mean(d_fake)
+
+
+PRESETS = {  # (learning rate, β1 generator, β1 critic, β2)
+    "wgan-gp": (1e-4, 0.0, 0.0, 0.9),
+}
+
+
+def _optimisers(opts):
+    lr, b1g, b1d, b2 = PRESETS.get(opts.preset, (opts.learning_rate, opts.beta1_generator,
+                                                 opts.beta1_critic, opts.beta2))
+    if opts.preset not in ("original", *PRESETS):
+        from tf_svdx.errors import ConfigError
+        raise ConfigError(f"train_gan.preset: unknown preset {opts.preset!r} "
+                          f"(valid: original, {', '.join(PRESETS)})")
+    import keras
+    return (keras.optimizers.Adam(lr, beta_1=b1g, beta_2=b2),
+            keras.optimizers.Adam(lr, beta_1=b1d, beta_2=b2))
+
+
+def make_gan_step(generator, critic, opt_g, opt_d, strategy, *, global_batch: int,
+                  n_critic: int, gp_weight: float, latent_dim: int, seed: int):
+    """One compiled WGAN-GP iteration: n_critic critic updates (each on its own real batch), then
+    one generator update. z and α are stateless draws keyed by (seed, step, update), so a resumed
+    run draws exactly what an uninterrupted one would, and any number of replicas draws what one
+    device would. Each replica scales its batch means by local/global batch, so the summed
+    gradients equal the one-device gradient."""
+
+    def draws(step, k, n, shape):
+        """This replica's rows of a draw made for the whole global batch, so that the draws do
+        not depend on how the batch is split over replicas (DATA sharding hands replica r the
+        r-th contiguous slice of every global batch)."""
+        key = tf.stack([tf.cast(seed, tf.int64), step * (2 * n_critic + 1) + k])
+        everything = tf.random.stateless_normal([global_batch, *shape], key) if shape else \
+            tf.random.stateless_uniform([global_batch], key)
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return everything[replica * n:(replica + 1) * n]
+
+    def critic_update(x, step, k):
+        n = tf.shape(x)[0]
+        scale = tf.cast(n, tf.float32) / global_batch
+        z = draws(step, 2 * k, n, [latent_dim])
+        alpha = draws(step, 2 * k + 1, n, [])
+        fake = generator(z, training=True)
+        with tf.GradientTape() as tape:
+            d_real, d_fake = critic(x, training=True), critic(fake, training=True)
+            gp = gradient_penalty(critic, x, fake, alpha)
+            loss = critic_loss(d_real, d_fake, gp, gp_weight) * scale
+        opt_d.apply_gradients(zip(tape.gradient(loss, critic.trainable_variables),
+                                  critic.trainable_variables))
+        w = (tf.reduce_mean(d_real) - tf.reduce_mean(d_fake)) * scale
+        return loss, w, gp * scale
+
+    def generator_update(n, step):
+        scale = tf.cast(n, tf.float32) / global_batch
+        z = draws(step, 2 * n_critic, n, [latent_dim])
+        with tf.GradientTape() as tape:
+            loss = generator_loss(critic(generator(z, training=True), training=True)) * scale
+        opt_g.apply_gradients(zip(tape.gradient(loss, generator.trainable_variables),
+                                  generator.trainable_variables))
+        return loss
+
+    def total(value):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+
+    @tf.function
+    def gan_step(iterator, step):
+        for k in range(n_critic):
+            x = next(iterator)
+            d_loss, w, gp = strategy.run(critic_update, (x, step, tf.constant(k, tf.int64)))
+        n = strategy.run(lambda t: tf.shape(t)[0], (x,))
+        g_loss = strategy.run(generator_update, (n, step))
+        return {"critic_loss": total(d_loss), "wasserstein": total(w),
+                "gradient_penalty": total(gp), "generator_loss": total(g_loss)}
+
+    return gan_step
+
+
+def train_gan(config, *, progress: bool = True) -> dict:
+    """`svdx train-gan`: WGAN-GP training with checkpoints, resume and TensorBoard monitoring."""
+    import dataclasses
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from tf_svdx.audio.auralise import auralise
+    from tf_svdx.data.pipeline import Prepared, training_excerpts
+    from tf_svdx.io import write_json
+    from tf_svdx.models import build_critic, build_generator
+    from tf_svdx.report.tensorboard import spectrogram_grid
+    from tf_svdx.train.loop import Run, make_strategy, save_weights_atomically, seed_everything
+
+    opts = config.train_gan
+    strategy = make_strategy(opts.strategy, opts.logical_cpus)
+    seed_everything(config.seed)
+    prepared = Prepared(opts.prepared)
+    split = opts.split or ("train" if "train" in prepared.splits else "unlabelled")
+    data_fp = prepared.manifest["data_fingerprint"]
+    frozen = dataclasses.replace(config, train_gan=dataclasses.replace(opts, steps=0, out="",
+                                                                       prepared=""))
+    record = {"config": config.to_dict(), "config_fingerprint": config.fingerprint(),
+              "data_fingerprint": data_fp, "split": split,
+              "resume_key": f"{frozen.fingerprint()}-{data_fp}"}
+    with strategy.scope():
+        generator = build_generator(config.gan, prepared.frontend)
+        critic = build_critic(config.gan, prepared.frontend)
+        opt_g, opt_d = _optimisers(opts)
+        opt_g.build(generator.trainable_variables)
+        opt_d.build(critic.trainable_variables)
+    run = Run(opts.out, record, strategy=strategy, generator=generator, critic=critic,
+              opt_g=opt_g, opt_d=opt_d)
+    start = run.restore()
+
+    data_cfg = dataclasses.replace(config, pipeline=dataclasses.replace(
+        config.pipeline, batch_size=opts.batch_size))
+    dataset = training_excerpts(prepared, data_cfg, split, augment=False, standardise=False,
+                                labelled_only=False, start_batch=start * opts.n_critic)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    iterator = iter(strategy.experimental_distribute_dataset(
+        dataset.map(lambda x, y: x).with_options(options)))
+    gan_step = make_gan_step(generator, critic, opt_g, opt_d, strategy,
+                             global_batch=opts.batch_size, n_critic=opts.n_critic,
+                             gp_weight=opts.gp_weight, latent_dim=config.gan.latent_dim,
+                             seed=config.seed)
+    fixed_z = tf.random.stateless_normal([8, config.gan.latent_dim], [config.seed, -1])
+
+    bar = tqdm(total=opts.steps, initial=start, unit="step", desc="train-gan",
+               disable=not progress or not run.chief)
+    step, sums, t0 = start, {}, time.perf_counter()
+    while step < opts.steps:
+        metrics = gan_step(iterator, tf.constant(step, tf.int64))
+        step += 1
+        for k, v in metrics.items():
+            value = float(v)
+            if not np.isfinite(value):
+                raise FloatingPointError(f"train-gan: {k} is {value} at step {step}")
+            sums[k] = sums.get(k, 0.0) + value
+        bar.update(1)
+        if step % opts.scalars_every == 0 or step == opts.steps:
+            n = opts.scalars_every if step % opts.scalars_every == 0 else step % opts.scalars_every
+            with run.writer.as_default(step=step):
+                for k, v in sums.items():
+                    tf.summary.scalar(f"gan/{k}", v / n)
+                tf.summary.scalar("gan/seconds_per_step", (time.perf_counter() - t0) / n)
+            bar.set_postfix(w=f"{sums['wasserstein'] / n:.3f}")
+            sums, t0 = {}, time.perf_counter()
+        if run.chief and (step % opts.image_every == 0 or step == opts.steps):
+            fake = generator(fixed_z, training=False).numpy()
+            with run.writer.as_default(step=step):
+                tf.summary.image("gan/fixed_z", spectrogram_grid(fake))
+                wave = auralise(tf.transpose(fake[:opts.audio_examples, ..., 0], [0, 2, 1]),
+                                fe=prepared.frontend)
+                tf.summary.audio("gan/fixed_z_audio", wave[..., tf.newaxis],
+                                 prepared.frontend.sample_rate,
+                                 max_outputs=opts.audio_examples)
+        if step % opts.checkpoint_every == 0 or step == opts.steps:
+            run.save(step)
+    bar.close()
+    run.writer.flush()
+    summary = {"steps": step, "config_fingerprint": config.fingerprint(),
+               "data_fingerprint": data_fp}
+    if run.chief:
+        save_weights_atomically(generator, Path(opts.out) / "generator.weights.h5")
+        save_weights_atomically(critic, Path(opts.out) / "critic.weights.h5")
+        write_json(Path(opts.out) / "summary.json", summary)
+    return summary
