@@ -122,3 +122,20 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tiny_prepared, tmp_path
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("MAXDIFF")][0]
     diff, moved = map(float, line.split()[1:])
     assert diff < 1e-5 and moved > 1e-4, line
+
+
+def test_frechet_monitor_with_a_trained_detector(tiny_prepared, tmp_path):
+    from tf_svdx import config as config_lib
+    from tf_svdx.train.detector import train_detector
+    det = tmp_path / "detector"
+    train_detector(config_lib.load(None, [
+        f"train_detector.prepared={tiny_prepared}", f"train_detector.out={det}",
+        "detector.width=0.125", "pipeline.batch_size=8", "train_detector.steps=5",
+        "train_detector.eval_every=5"]), progress=False)
+    proc = _train(tiny_prepared, tmp_path / "gan", 10, f"train_gan.detector={det}",
+                  "train_gan.fid_every=5", "train_gan.fid_samples=32",
+                  "train_gan.preset=wgan-gp")
+    stdout, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    _, fid = _scalars(tmp_path / "gan" / "tb", "gan/frechet_fc8")
+    assert len(fid) == 2 and all(np.isfinite(fid)) and all(f > 0 for f in fid), fid

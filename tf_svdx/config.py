@@ -153,6 +153,9 @@ class TrainGan:
     scalars_every: int = 50
     image_every: int = 1000  # fixed-z spectrogram grid and auralised audio in TensorBoard
     audio_examples: int = 3
+    detector: str = ""  # a train-detector run: log the Fréchet distance of its fc8 activations
+    fid_every: int = 1000
+    fid_samples: int = 256  # generated and real excerpts each (fc8 has 64 units at width 1)
     strategy: str = "default"  # default | mirrored | multiworker
     logical_cpus: int = 0
 

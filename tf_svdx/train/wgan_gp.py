@@ -173,6 +173,8 @@ def train_gan(config, *, progress: bool = True) -> dict:
                              gp_weight=opts.gp_weight, latent_dim=config.gan.latent_dim,
                              seed=config.seed)
     fixed_z = tf.random.stateless_normal([8, config.gan.latent_dim], [config.seed, -1])
+    fid = _FidMonitor(opts, prepared, data_cfg, split, config) if opts.detector and run.chief \
+        else None
 
     bar = tqdm(total=opts.steps, initial=start, unit="step", desc="train-gan",
                disable=not progress or not run.chief)
@@ -203,6 +205,11 @@ def train_gan(config, *, progress: bool = True) -> dict:
                 tf.summary.audio("gan/fixed_z_audio", wave[..., tf.newaxis],
                                  prepared.frontend.sample_rate,
                                  max_outputs=opts.audio_examples)
+        if fid is not None and (step % opts.fid_every == 0 or step == opts.steps):
+            value = fid(generator)
+            with run.writer.as_default(step=step):
+                tf.summary.scalar("gan/frechet_fc8", value)
+            bar.write(f"step {step}: Fréchet distance of detector fc8 activations {value:.3f}")
         if step % opts.checkpoint_every == 0 or step == opts.steps:
             run.save(step)
     bar.close()
@@ -214,3 +221,34 @@ def train_gan(config, *, progress: bool = True) -> dict:
         save_weights_atomically(critic, Path(opts.out) / "critic.weights.h5")
         write_json(Path(opts.out) / "summary.json", summary)
     return summary
+
+
+class _FidMonitor:
+    """Fréchet distance between a trained detector's fc8 activations on generated excerpts and
+    on a fixed sample of real ones (both standardised as the detector expects)."""
+
+    def __init__(self, opts, prepared, data_cfg, split, config):
+        import dataclasses
+
+        from tf_svdx.data.pipeline import training_excerpts
+        from tf_svdx.evaluation import TrainedDetector
+        from tf_svdx.models import feature_model
+        det = TrainedDetector.load(opts.detector)
+        self.fc8 = feature_model(det.model, ["fc8"])
+        self.mean = det.standardiser.mean[None, :, None, None]
+        self.std = det.standardiser.std[None, :, None, None]
+        real_cfg = dataclasses.replace(data_cfg, seed=config.seed + 1, pipeline=dataclasses.replace(
+            data_cfg.pipeline, batch_size=opts.fid_samples))
+        real, _ = next(iter(training_excerpts(prepared, real_cfg, split, augment=False,
+                                              standardise=False, labelled_only=False)))
+        self.real = self._activations(real)
+        self.z = tf.random.stateless_normal([opts.fid_samples, config.gan.latent_dim],
+                                            [config.seed, -2])
+
+    def _activations(self, raw_log_mel):
+        out = self.fc8((raw_log_mel - self.mean) / self.std, training=False)
+        return (out["fc8"] if isinstance(out, dict) else out).numpy()
+
+    def __call__(self, generator) -> float:
+        from tf_svdx.explain import frechet_distance
+        return frechet_distance(self._activations(generator(self.z, training=False)), self.real)
