@@ -64,10 +64,13 @@ def test_no_nan_at_a_high_learning_rate(tiny_prepared, tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_resume_matches_uninterrupted_run(tiny_prepared, tmp_path):
-    ref = _train(tiny_prepared, tmp_path / "ref", 20)
+    # Equal up to float rounding: the penalty's gradient-of-gradient convolutions are not
+    # bitwise deterministic on CPU even with op determinism on (seen: 3.7e-9 in one weight).
+    # A resume that drew other z, α or data would differ by ~1e-4 at this learning rate.
+    ref = _train(tiny_prepared, tmp_path / "ref", 20, "train_gan.preset=wgan-gp")
     _, err = ref.communicate(timeout=600)
     assert ref.returncode == 0, err[-3000:]
-    proc = _train(tiny_prepared, tmp_path / "killed", 20)
+    proc = _train(tiny_prepared, tmp_path / "killed", 20, "train_gan.preset=wgan-gp")
     state = tmp_path / "killed" / "ckpt" / "checkpoint"
     deadline = time.time() + 300
     while time.time() < deadline and not (state.exists() and "ckpt-10" in state.read_text()):
@@ -75,14 +78,14 @@ def test_sigkill_resume_matches_uninterrupted_run(tiny_prepared, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "killed" / "generator.weights.h5").exists()
-    resumed = _train(tiny_prepared, tmp_path / "killed", 20)
+    resumed = _train(tiny_prepared, tmp_path / "killed", 20, "train_gan.preset=wgan-gp")
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-3000:]
     for name in ("generator.weights.h5", "critic.weights.h5"):
         a, b = _weights(tmp_path / "ref" / name), _weights(tmp_path / "killed" / name)
         assert len(a) == len(b) >= 6
         for (n, u), (_, v) in zip(a, b):
-            np.testing.assert_array_equal(u, v, err_msg=f"{name} {n}")
+            np.testing.assert_allclose(u, v, rtol=0, atol=1e-7, err_msg=f"{name} {n}")
 
 
 MIRRORED = """
