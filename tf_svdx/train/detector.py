@@ -23,7 +23,7 @@ from tqdm import tqdm
 from tf_svdx.config import Config
 from tf_svdx.data.pipeline import Prepared, training_excerpts, whole_track
 from tf_svdx.data.records import UNLABELLED
-from tf_svdx.evaluation import copy_standardisation
+from tf_svdx.evaluation import copy_standardisation, smooth, tune_threshold
 from tf_svdx.io import write_json
 from tf_svdx.models import build_detector
 from tf_svdx.models.dense import build_dense, copy_weights, predict_track, probabilities
@@ -47,14 +47,17 @@ def per_example_loss(logits: tf.Tensor, labels: tf.Tensor, floor: float) -> tf.T
 
 
 def validation_error(dense: keras.Model, tracks: list, fe, standardiser) -> float:
-    """Frame-wise error at threshold 0.5 (no smoothing), pooled over all labelled frames."""
-    wrong = total = 0
+    """The validation error `svdx evaluate` reports: median-filtered probabilities, pooled over
+    all labelled frames, at the accuracy-maximising threshold. (Selecting the best model by the
+    raw error at 0.5 instead picked a checkpoint with 13.1 % test error over one with 9.5 %.)"""
+    probs, labels = [], []
     for t in tracks:
-        prob = predict_track(dense, whole_track(t, fe, standardiser))
+        prob = smooth(predict_track(dense, whole_track(t, fe, standardiser)))
         mask = t.labels != UNLABELLED
-        wrong += int(np.sum((prob[mask] > 0.5) != (t.labels[mask] == 1)))
-        total += int(mask.sum())
-    return wrong / max(total, 1)
+        probs.append(prob[mask])
+        labels.append(t.labels[mask])
+    prob, label = np.concatenate(probs), np.concatenate(labels)
+    return float(np.mean((prob >= tune_threshold(prob, label)) != (label == 1)))
 
 
 def make_train_step(model, optimizer, strategy, global_batch: int, label_floor: float):
