@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from h5weights import h5_weights
 
 REPO = Path(__file__).parents[1]
 TINY = ["detector.width=0.125", "pipeline.batch_size=8", "train_detector.eval_every=10",
@@ -27,13 +28,7 @@ def _train(prepared, out, steps, *extra, **kw):
                  **kw)
 
 
-def _weights(path):
-    import h5py
-    out = []
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.append((name, obj[()])) if hasattr(obj, "shape")
-                     else None)
-    return out
+_weights = h5_weights
 
 
 def test_short_run_writes_everything(tiny_prepared, tmp_path):

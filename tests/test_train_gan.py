@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from h5weights import h5_weights
 
 REPO = Path(__file__).parents[1]
 TINY = ["gan.width=0.125", "train_gan.batch_size=8", "train_gan.scalars_every=5",
@@ -30,12 +31,7 @@ def _scalars(folder, tag):
     return events, [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
 
 
-def _weights(path):
-    import h5py
-    out = []
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda n, o: out.append((n, o[()])) if hasattr(o, "shape") else None)
-    return out
+_weights = h5_weights
 
 
 def test_short_run_lowers_the_critic_loss_and_logs_images_and_audio(tiny_prepared, tmp_path):

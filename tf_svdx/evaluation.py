@@ -122,7 +122,8 @@ def metrics(prob: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
             "auroc": float(roc_auc_score(y, prob)) if 0 < y.sum() < len(y) else float("nan")}
 
 
-def pooled(det: TrainedDetector, tracks, pitch_shifts) -> tuple[np.ndarray, np.ndarray]:
+def pooled(det: TrainedDetector, tracks,
+           pitch_shifts=(0.0,)) -> tuple[np.ndarray, np.ndarray]:
     """Median-filtered probabilities and labels of all labelled frames of `tracks`, pooled."""
     probs, labels = [], []
     for t in tracks:
