@@ -35,3 +35,31 @@ def tiny_prepared(tiny_corpus, tmp_path_factory) -> Path:
     prepare(config_lib.load(None, [f"prepare.corpus={tiny_corpus}", f"prepare.out={out}"]),
             progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_detector_run(tiny_prepared, tmp_path_factory) -> Path:
+    """A width-0.125 detector trained for a few updates on the tiny corpus (a run folder)."""
+    from tf_svdx import config as config_lib
+    from tf_svdx.train.detector import train_detector
+    out = tmp_path_factory.mktemp("detector")
+    cfg = config_lib.load(None, [f"train_detector.prepared={tiny_prepared}",
+                                 f"train_detector.out={out}", "detector.width=0.125",
+                                 "pipeline.batch_size=8", "train_detector.steps=10",
+                                 "train_detector.eval_every=10"])
+    train_detector(cfg, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_run(tiny_prepared, tmp_path_factory) -> Path:
+    """A width-0.125 generator trained for a few updates on the tiny corpus (a run folder)."""
+    from tf_svdx import config as config_lib
+    from tf_svdx.train.wgan_gp import train_gan
+    out = tmp_path_factory.mktemp("gan")
+    cfg = config_lib.load(None, [f"train_gan.prepared={tiny_prepared}", f"train_gan.out={out}",
+                                 "gan.width=0.125", "train_gan.batch_size=8",
+                                 "train_gan.n_critic=2", "train_gan.steps=6",
+                                 "train_gan.preset=wgan-gp", "train_gan.image_every=100"])
+    train_gan(cfg, progress=False)
+    return out

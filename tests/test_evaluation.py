@@ -19,15 +19,8 @@ REPO = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_prepared, tmp_path_factory):
-    from tf_svdx.train.detector import train_detector
-    out = tmp_path_factory.mktemp("detector")
-    cfg = config_lib.load(None, [f"train_detector.prepared={tiny_prepared}",
-                                 f"train_detector.out={out}", "detector.width=0.125",
-                                 "pipeline.batch_size=8", "train_detector.steps=10",
-                                 "train_detector.eval_every=10"])
-    train_detector(cfg, progress=False)
-    return out
+def trained(tiny_detector_run):
+    return tiny_detector_run
 
 
 def test_tune_threshold_maximises_accuracy():

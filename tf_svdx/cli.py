@@ -25,9 +25,11 @@ flags.DEFINE_string("out", None, "The command's output folder (prepare: --config
                     "train-detector: --config.train_detector.out, make-corpus: "
                     "--config.make_corpus.out).")
 flags.DEFINE_bool("strict", None, "prepare: fail on the first bad file instead of skipping it.")
-flags.DEFINE_string("prepared", None, "train-detector/evaluate: a `svdx prepare` output folder; "
-                    "shortcut for --config.train_detector.prepared.")
-flags.DEFINE_string("detector", None, "evaluate/predict: a `svdx train-detector` run folder.")
+flags.DEFINE_string("prepared", None, "train-detector/train-gan/evaluate/explain: a `svdx "
+                    "prepare` output folder; shortcut for --config.<command>.prepared.")
+flags.DEFINE_string("detector", None, "evaluate/predict/explain: a `svdx train-detector` run "
+                    "folder.")
+flags.DEFINE_string("generator", None, "explain: a `svdx train-gan` run folder (the prior).")
 flags.DEFINE_bool("pitch_shift_average", False, "evaluate: average predictions over pitch "
                   "shifts of 0, ±10 and ±20%.")
 flags.DEFINE_bool("plot", False, "predict: also write a PNG of log-mel, probability, segments.")
@@ -97,6 +99,21 @@ def cmd_train_gan(argv):
     print(f"trained the GAN for {summary['steps']} generator steps → {cfg.train_gan.out}")
 
 
+def cmd_explain(argv):
+    """Explain the detector: activation maximisation over a grid, Fréchet-scored and selected."""
+    from tf_svdx.explain.job import explain
+    cfg = _config({"explain.detector": FLAGS.detector, "explain.generator": FLAGS.generator,
+                   "explain.prepared": FLAGS.prepared, "explain.out": FLAGS.out})
+    doc = explain(cfg, progress=FLAGS.progress)
+    for direction, entry in doc["selected"].items():
+        print(f"{direction}: selected lr {entry['lr']:g}, λ {entry['lambda']:g}, "
+              f"{entry['iterations']} iterations (FID {entry['fid_1d']:.3g}; median "
+              f"{doc['median'][direction]['fid_1d']:.3g}, worst "
+              f"{doc['worst'][direction]['fid_1d']:.3g}); mean activation "
+              f"{entry['activation_mean']:+.2f}")
+    print(f"wrote {cfg.explain.out}/results.json, results.csv, explanations/, tb/")
+
+
 def cmd_evaluate(argv):
     """Evaluate a trained detector: tuned threshold on valid, metrics on test (JSON + console)."""
     from tf_svdx.data.pipeline import Prepared
@@ -148,6 +165,7 @@ COMMANDS = {
     "train-detector": cmd_train_detector,
     "train-gan": cmd_train_gan,
     "evaluate": cmd_evaluate,
+    "explain": cmd_explain,
     "predict": cmd_predict,
     "config": cmd_config,
 }

@@ -181,6 +181,33 @@ class TrainDetector:
 
 
 @dataclasses.dataclass
+class Explain:
+    """`svdx explain`: activation maximisation over a grid of settings, scored by Fréchet distance
+    (SPEC §5–6). The defaults are the paper's grid; `configs/demo.toml` holds a small one."""
+
+    generator: str = ""  # a `svdx train-gan` run folder (unused when space = "input")
+    detector: str = ""  # a `svdx train-detector` run folder
+    prepared: str = ""  # the prepared corpus whose split gives the real reference
+    out: str = "work/explain"
+    space: str = "latent"  # latent (the paper) | input (Montavon's input-space baseline)
+    layer: str = "fc9"  # the target: a unit of any named detector layer
+    unit: int = 0
+    directions: tuple[str, ...] = ("maximise", "minimise")
+    learning_rates: tuple[float, ...] = (0.1, 0.01, 0.001)
+    lambdas: tuple[float, ...] = (0.1, 0.01, 0.001)
+    iterations: tuple[int, ...] = (100, 500, 1000)  # snapshots of one run per (lr, λ, seed)
+    seeds: int = 50
+    improvement: float = 0.1  # keep a new best spectrogram only when the score rises this much
+    input_init_scale: float = 1.0  # input space: p0 ~ N(0, scale²) in standardised units
+    chunk_rows: int = 150  # rows per compiled call (memory bound); each chunk is resumable
+    reference_split: str = "train"
+    reference_n: int = 50  # top-N / bottom-N real excerpts for the target
+    reference_hop: int = 10  # frames between scanned excerpt centres
+    fid_layer: str = "fc8"  # the multi-dimensional Fréchet distance's layer
+    show: int = 8  # explanations per PNG grid and WAV set
+
+
+@dataclasses.dataclass
 class Config:
     seed: int = 42
     frontend: FrontEnd = dataclasses.field(default_factory=FrontEnd)
@@ -192,18 +219,35 @@ class Config:
     train_detector: TrainDetector = dataclasses.field(default_factory=TrainDetector)
     train_gan: TrainGan = dataclasses.field(default_factory=TrainGan)
     gan: Gan = dataclasses.field(default_factory=Gan)
+    explain: Explain = dataclasses.field(default_factory=Explain)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def fingerprint(self) -> str:
-        """Stable short hash of the whole config, recorded beside every output it produced."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+    def fingerprint(self, *sections: str, ignore: typing.Mapping[str, typing.Iterable[str]]
+                    | None = None) -> str:
+        """Stable short hash of the config, recorded beside every output it produced.
+
+        With `sections` (top-level names such as "detector" or "seed") only those enter the hash,
+        less the fields named in `ignore` ({section: fields}), so that a stage's identity does
+        not change when an unrelated section (another stage's options) does."""
+        data = self.to_dict()
+        if sections:
+            data = {name: data[name] for name in sections}
+        for section, fields in (ignore or {}).items():
+            data[section] = {k: v for k, v in data[section].items() if k not in set(fields)}
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _coerce(value, annotation, where: str):
     """Convert a TOML value or an override string to the field's declared type."""
+    if typing.get_origin(annotation) is tuple:  # tuple[T, ...]: a TOML array or "a,b,c"
+        element = typing.get_args(annotation)[0]
+        items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(v, element, f"{where}[{i}]") for i, v in enumerate(items))
     kind = {"int": int, "float": float, "bool": bool, "str": str}.get(
         annotation if isinstance(annotation, str) else getattr(annotation, "__name__", ""))
     if kind is None:

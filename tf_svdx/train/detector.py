@@ -80,9 +80,10 @@ def make_train_step(model, optimizer, strategy, global_batch: int, label_floor: 
 
 def resume_key(config: Config, data_fingerprint: str) -> str:
     """What must not change between a run and its resumption (everything but its length)."""
-    frozen = dataclasses.replace(config, train_detector=dataclasses.replace(
-        config.train_detector, steps=0, out="", prepared=""))
-    return f"{frozen.fingerprint()}-{data_fingerprint}"
+    key = config.fingerprint("seed", "frontend", "pipeline", "augment", "detector",
+                             "train_detector",
+                             ignore={"train_detector": ("steps", "out", "prepared")})
+    return f"{key}-{data_fingerprint}"
 
 
 def train_detector(config: Config, *, progress: bool = True) -> dict:

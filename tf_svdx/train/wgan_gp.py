@@ -145,11 +145,11 @@ def train_gan(config, *, progress: bool = True) -> dict:
     prepared = Prepared(opts.prepared)
     split = opts.split or ("train" if "train" in prepared.splits else "unlabelled")
     data_fp = prepared.manifest["data_fingerprint"]
-    frozen = dataclasses.replace(config, train_gan=dataclasses.replace(opts, steps=0, out="",
-                                                                       prepared=""))
+    key = config.fingerprint("seed", "frontend", "pipeline", "gan", "train_gan",
+                             ignore={"train_gan": ("steps", "out", "prepared")})
     record = {"config": config.to_dict(), "config_fingerprint": config.fingerprint(),
               "data_fingerprint": data_fp, "split": split,
-              "resume_key": f"{frozen.fingerprint()}-{data_fp}"}
+              "resume_key": f"{key}-{data_fp}"}
     with strategy.scope():
         generator = build_generator(config.gan, prepared.frontend)
         critic = build_critic(config.gan, prepared.frontend)
