@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf_svdx import config as config_lib
 from tf_svdx.config import FrontEnd
 from tf_svdx.data import read_lab
 from tf_svdx.data.pipeline import Prepared

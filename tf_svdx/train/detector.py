@@ -11,7 +11,6 @@ gradient, and metrics are reduced across replicas.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
