@@ -167,3 +167,52 @@ def test_input_space_baseline_has_the_same_outputs():
     # the log-mel is the un-standardised excerpt: x · std + mean
     np.testing.assert_allclose(ex.log_mel(tf.constant(out["z"][0])).numpy(),
                                out["z"][0] * 2.0, atol=1e-6)
+
+
+def test_bfloat16_moves_the_same_way_and_agrees_with_float32(models):
+    """precision="bfloat16" runs both models in bf16 but keeps the optimiser and every output in
+    float32: same directions, activations close to the float32 run's, float32 log-mels."""
+    det, gen = models
+    args = (det.model, det.standardiser.mean, det.standardiser.std, gen)
+    full = Explainer(*args, improvement=0.01)
+    low = Explainer(*args, improvement=0.01, precision="bfloat16")
+    z0 = full.initial([0, 1, 0, 1], base_seed=2)
+    signs, lrs, lams = [1.0, 1.0, -1.0, -1.0], [0.1] * 4, [0.001] * 4
+    ref = _run(full, z0, signs, lrs, lams, [5, 30])
+    out = _run(low, z0, signs, lrs, lams, [5, 30])
+    for key in ("log_mel", "activation", "z", "trajectory_activation"):
+        assert out[key].dtype == np.float32, key
+    traj = out["trajectory_activation"]
+    assert np.all(out["activation"][1, :2] > traj[0, :2])  # maximisation raised it
+    assert np.all(out["activation"][1, 2:] < traj[0, 2:])  # minimisation lowered it
+    assert np.all(traj[-1, :2] > traj[0, :2]) and np.all(traj[-1, 2:] < traj[0, 2:])
+    # the starting activations: the same z through bf16 models, within a relative 5e-2
+    first, first_ref = traj[0], ref["trajectory_activation"][0]
+    scale = max(np.abs(first_ref).max(), np.ptp(first_ref))
+    np.testing.assert_allclose(first, first_ref, atol=5e-2 * scale)
+    # a short run stays close: after 5 steps the activations still agree loosely
+    spread = np.abs(ref["trajectory_activation"][:6] - first_ref).max()
+    np.testing.assert_allclose(traj[5], ref["trajectory_activation"][5],
+                               atol=5e-2 * scale + 0.2 * spread)
+    # the twins are copies: the user's models stay float32 and keep their weights
+    assert gen.dtype_policy.name == "float32" and det.model.dtype_policy.name == "float32"
+    assert low.run.experimental_get_tracing_count() == 1
+    # the Dense target (the logit) computes in float32, the layers below it in bf16
+    assert low._target.get_layer("fc9").dtype_policy.name == "float32"
+    assert low._target.get_layer("conv2").dtype_policy.name == "mixed_bfloat16"
+
+
+def test_bfloat16_conv_target(models):
+    det, gen = models
+    ex = Explainer(det.model, det.standardiser.mean, det.standardiser.std, gen, layer="conv3",
+                   unit=1, precision="bfloat16", trajectories=False)
+    res = _run(ex, ex.initial([0, 0]), [1.0, -1.0], [0.1, 0.1], [0.0, 0.0], [6])
+    assert res["activation"].dtype == np.float32 and np.all(np.isfinite(res["activation"]))
+    assert res["activation"][0, 0] > res["activation"][0, 1]  # same start: max above min
+
+
+def test_bad_precision_is_refused(models):
+    det, gen = models
+    with pytest.raises(ValueError, match="float32, bfloat16"):
+        Explainer(det.model, det.standardiser.mean, det.standardiser.std, gen,
+                  precision="float16")

@@ -114,6 +114,16 @@ def cmd_explain(argv):
     print(f"wrote {cfg.explain.out}/results.json, results.csv, explanations/, tb/")
 
 
+def cmd_export(argv):
+    """Export SavedModels for TF-Serving (versioned, atomic) and saved_models/models.config."""
+    from tf_svdx.export import export
+    cfg = _config({"explain.detector": FLAGS.detector, "explain.generator": FLAGS.generator,
+                   "explain.prepared": FLAGS.prepared, "export.out": FLAGS.out})
+    for name, folder in export(cfg, progress=FLAGS.progress).items():
+        print(f"{name}: {folder}")
+    print(f"models.config: {cfg.export.out}/models.config")
+
+
 def cmd_evaluate(argv):
     """Evaluate a trained detector: tuned threshold on valid, metrics on test (JSON + console)."""
     from tf_svdx.data.pipeline import Prepared
@@ -166,6 +176,7 @@ COMMANDS = {
     "train-gan": cmd_train_gan,
     "evaluate": cmd_evaluate,
     "explain": cmd_explain,
+    "export": cmd_export,
     "predict": cmd_predict,
     "config": cmd_config,
 }

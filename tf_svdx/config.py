@@ -200,11 +200,21 @@ class Explain:
     improvement: float = 0.1  # keep a new best spectrogram only when the score rises this much
     input_init_scale: float = 1.0  # input space: p0 ~ N(0, scale²) in standardised units
     chunk_rows: int = 150  # rows per compiled call (memory bound); each chunk is resumable
+    precision: str = "float32"  # float32 | bfloat16 (models in bf16, optimiser in float32)
     reference_split: str = "train"
     reference_n: int = 50  # top-N / bottom-N real excerpts for the target
     reference_hop: int = 10  # frames between scanned excerpt centres
     fid_layer: str = "fc8"  # the multi-dimensional Fréchet distance's layer
     show: int = 8  # explanations per PNG grid and WAV set
+
+
+@dataclasses.dataclass
+class Export:
+    """`svdx export`: versioned SavedModels for TF-Serving. The models and the explainer's
+    target, reference and seed come from the `explain` section."""
+
+    out: str = "saved_models"
+    models: tuple[str, ...] = ("svd_detector", "svd_generator", "svd_explainer", "svd_fid")
 
 
 @dataclasses.dataclass
@@ -220,6 +230,7 @@ class Config:
     train_gan: TrainGan = dataclasses.field(default_factory=TrainGan)
     gan: Gan = dataclasses.field(default_factory=Gan)
     explain: Explain = dataclasses.field(default_factory=Explain)
+    export: Export = dataclasses.field(default_factory=Export)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -17,6 +17,15 @@ run), so one 1000-step run gives the 100-, 500- and 1000-iteration results.
 
 Rows are independent: the detector runs in inference mode (no dropout, no batch statistics) and
 Adam is element-wise, so each row's gradient and update involve only that row.
+
+`precision="bfloat16"` runs the generator's and the detector's forward and backward passes in
+bfloat16 (Keras' "mixed_bfloat16" policy on twins of both models that hold exact float32 copies of
+their weights, cast per use). Everything else stays float32: p, Adam's m and v, λ‖p‖², the
+activations (the bf16 unit value is cast), the best-tracking and the returned log-mel (the
+generator's bf16 output is cast, and that float32 excerpt is what the detector is given). A
+Dense target layer (the default fc9 logit) also computes in float32: it costs nothing and keeps
+the activation from being rounded to bf16's 8-bit mantissa; a conv/pool target's bf16 map is cast
+to float32 before the unit is read (and averaged).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import tensorflow as tf
 from tf_svdx.models.detector import feature_model
 
 DIRECTIONS = {"maximise": 1.0, "minimise": -1.0}
+PRECISIONS = ("float32", "bfloat16")
 BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-8
 
 
@@ -47,6 +57,44 @@ def unit_activation(layer_output: tf.Tensor, unit) -> tf.Tensor:
     return tf.reduce_mean(layer_output[..., unit], axis=list(range(1, layer_output.shape.rank - 1)))
 
 
+def _layer_or_none(model: keras.Model, name: str):
+    return next((layer for layer in model.layers if layer.name == name), None)
+
+
+def _with_policy(config, policy: dict):
+    """`config` with every dtype policy in it (a layer's, a nested activation layer's) replaced;
+    an InputLayer's plain dtype string (the model's float32 input) is left alone."""
+    if isinstance(config, dict):
+        if config.get("module") == "keras" and config.get("class_name") == "DTypePolicy":
+            return policy
+        return {k: _with_policy(v, policy) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_with_policy(v, policy) for v in config]
+    return config
+
+
+def bfloat16_twin(model: keras.Model, keep_float32=()) -> keras.Model:
+    """The same functional model with every layer (but those named in `keep_float32`) under the
+    "mixed_bfloat16" policy: float32 variables holding exact copies of `model`'s weights (a
+    snapshot: later changes to `model` are not seen), computation and outputs in bfloat16.
+
+    Keras 3 layer configs carry their own dtype policy, so a global policy would not reach a
+    rebuilt model; the policies are rewritten in the config instead."""
+    mixed = keras.dtype_policies.serialize(keras.dtype_policies.get("mixed_bfloat16"))
+    config = model.get_config()
+    config["layers"] = [layer if layer["name"] in keep_float32 else _with_policy(layer, mixed)
+                        for layer in config["layers"]]
+    twin = model.__class__.from_config(config)
+    if len(twin.weights) != len(model.weights):
+        raise ValueError(f"cannot rebuild {model.name} under mixed_bfloat16")
+    for mine, theirs in zip(twin.weights, model.weights):
+        if (mine.path, tuple(mine.shape)) != (theirs.path, tuple(theirs.shape)):
+            raise ValueError(f"cannot rebuild {model.name} under mixed_bfloat16: weight "
+                             f"{theirs.path} {tuple(theirs.shape)} ≠ {mine.path}")
+        mine.assign(theirs)
+    return twin
+
+
 @dataclasses.dataclass
 class Explainer:
     """The compiled optimiser for one (detector, target, space).
@@ -54,7 +102,8 @@ class Explainer:
     detector: the detector's keras.Model (standardised input [B, 80, 115, 1]); mean/std: its
     per-band standardisation ([80] each); generator: the latent-space prior, or None for the
     input-space baseline. `run(...)` is a `tf.function` with a fixed signature: it traces once and
-    exports as a SavedModel signature unchanged.
+    exports as a SavedModel signature unchanged. precision: "float32" or "bfloat16" (the models'
+    passes in bf16, the optimiser and all outputs in float32; see the module docstring).
     """
 
     detector: keras.Model
@@ -65,9 +114,21 @@ class Explainer:
     unit: int | tuple = 0
     improvement: float = 0.1
     trajectories: bool = True
+    precision: str = "float32"
 
     def __post_init__(self):
-        self._target = feature_model(self.detector, [self.layer])
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Explainer precision {self.precision!r} is not one of "
+                             f"{', '.join(PRECISIONS)}")
+        low = self.precision == "bfloat16"
+        # a Dense target (the fc9 logit) is cheap to keep in float32, and bf16's 8-bit mantissa
+        # would round a logit of 16–32 to steps of 0.125, coarser than `improvement`
+        dense = isinstance(_layer_or_none(self.detector, self.layer), keras.layers.Dense)
+        detector = (bfloat16_twin(self.detector, keep_float32=[self.layer] if dense else [])
+                    if low else self.detector)
+        self._generator = (bfloat16_twin(self.generator) if low and self.generator is not None
+                           else self.generator)
+        self._target = feature_model(detector, [self.layer])
         probe = self._target(tf.zeros([1, *self.detector.input_shape[1:]]), training=False)
         unit_activation(probe[self.layer], self.unit)  # fail now on a bad unit, not in the loop
         self._mean = tf.constant(np.asarray(self.mean, np.float32)[None, :, None, None])
@@ -99,14 +160,14 @@ class Explainer:
         """Parameters → un-standardised log-mel excerpts (N, 80, 115, 1)."""
         if self.generator is None:
             return p * self._std + self._mean
-        return self.generator(p, training=False)
+        return tf.cast(self._generator(p, training=False), tf.float32)
 
     def activation(self, p: tf.Tensor) -> tf.Tensor:
         return self._activation_of_log_mel(self.log_mel(p))
 
     def _activation_of_log_mel(self, x: tf.Tensor) -> tf.Tensor:
         out = self._target((x - self._mean) / self._std, training=False)
-        return unit_activation(out[self.layer], self.unit)
+        return unit_activation(tf.cast(out[self.layer], tf.float32), self.unit)
 
     def _run(self, x0, sign, lr, lam, snapshots):
         """Adam ascent of sign·a − λ‖p‖² for max(snapshots) steps; see the module docstring.
@@ -130,7 +191,7 @@ class Explainer:
 
         def body(t, p, m, v, best_x, best_score, best_a, snap_x, snap_a, snap_fa, snap_p,
                  traj_a, traj_n, traj_g):
-            with tf.GradientTape() as tape:
+            with tf.GradientTape(watch_accessed_variables=False) as tape:  # ∇ to p only
                 tape.watch(p)
                 x = self.log_mel(p)
                 a = self._activation_of_log_mel(x)
