@@ -86,3 +86,16 @@ def test_traces_into_a_core_tf_graph_with_dynamic_frames():
     assert not {op for op in ops if "PyFunc" in op or op.startswith("IO>")}, ops
     for frames in (4, 9):
         assert concrete(tf.zeros([frames, 80])).shape == ((frames - 1) * FE.hop + FE.frame_len,)
+
+
+def test_edges_do_not_spike_and_set_the_level():
+    """Excerpt-length renderings (what the GAN monitor and explanations play): the peak that
+    normalisation scales to must be in the signal, not a spike where the window tails meet."""
+    rng = np.random.default_rng(0)
+    spec = (rng.normal(size=(4, 115, 80)) - 6).astype(np.float32)
+    waves = auralise(spec).numpy()
+    edge = 300
+    for w in waves:
+        interior = np.abs(w[edge:-edge]).max()
+        assert np.abs(w[:edge]).max() <= 2 * interior and np.abs(w[-edge:]).max() <= 2 * interior
+        assert np.sqrt(np.mean(w ** 2)) > 0.05  # not a lone spike over near-silence
