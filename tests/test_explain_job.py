@@ -39,7 +39,8 @@ def test_grid_rows_settings_and_config_checks():
     assert len(grid_lib.settings(paper)) == 54 and len(grid_lib.rows(paper)) == 900
     for bad, match in (("explain.directions=maximise,up", "unknown direction"),
                        ("explain.seeds=1", "at least 2"), ("explain.iterations=5,5", "repeated"),
-                       ("explain.learning_rates=0", "> 0")):
+                       ("explain.learning_rates=0", "> 0"),
+                       ("explain.precision=float16", "not float32 or bfloat16")):
         with pytest.raises(ConfigError, match=match):
             grid_lib.check_grid(config_lib.load(None, [bad]).explain)
 

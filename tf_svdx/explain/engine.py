@@ -25,7 +25,9 @@ activations (the bf16 unit value is cast), the best-tracking and the returned lo
 generator's bf16 output is cast, and that float32 excerpt is what the detector is given). A
 Dense target layer (the default fc9 logit) also computes in float32: it costs nothing and keeps
 the activation from being rounded to bf16's 8-bit mantissa; a conv/pool target's bf16 map is cast
-to float32 before the unit is read (and averaged).
+to float32 before the unit is read (and averaged). The twins' LeakyReLUs keep TF's forward op
+but take their gradient from one XLA-compiled mask-multiply, with the same numbers: TF's bf16
+LeakyReluGrad CPU kernel is unvectorised and alone took over half of a bf16 step.
 """
 
 from __future__ import annotations
@@ -61,15 +63,53 @@ def _layer_or_none(model: keras.Model, name: str):
     return next((layer for layer in model.layers if layer.name == name), None)
 
 
-def _with_policy(config, policy: dict):
-    """`config` with every dtype policy in it (a layer's, a nested activation layer's) replaced;
-    an InputLayer's plain dtype string (the model's float32 input) is left alone."""
+@tf.function(jit_compile=True, autograph=False)
+def _leaky_relu_grad(g, y, slope):
+    """LeakyReluGrad from the output (y > 0 ⇔ x > 0 for a slope in [0, 1]) in one fused XLA
+    pass. `slope` comes in already in g's dtype, as TF's kernel uses it (g · T(slope)): XLA
+    computes with excess precision and would otherwise multiply by the unrounded float32 slope.
+    max(mask, slope) is exact, so the numbers are TF's LeakyReluGrad's."""
+    return g * tf.maximum(tf.cast(y > 0, g.dtype), slope)
+
+
+class _MaskLeakyReLU(keras.layers.LeakyReLU):
+    """LeakyReLU (same forward op) with the gradient `_leaky_relu_grad`. TF's bfloat16
+    LeakyReluGrad CPU kernel is unvectorised: ~120 ms for one [32, 78, 113, 64] map (conv1's
+    output for 32 rows) against ~25 ms in float32, and it took over half of a bf16 engine step;
+    the XLA-compiled mask-multiply takes ~5 ms (forward and backward of the layer: 74 → 8 ms).
+    The gradient reads the output, not the input, so nothing but the activation consumes the
+    bias-add and oneDNN can fuse conv + bias + LeakyReLU."""
+
+    def call(self, inputs):
+        slope = self.negative_slope
+        if not 0.0 <= slope <= 1.0:
+            return super().call(inputs)
+
+        @tf.custom_gradient
+        def leaky(x):
+            y = tf.nn.leaky_relu(x, slope)
+            return y, lambda g: _leaky_relu_grad(g, y, tf.constant(slope, g.dtype))
+
+        return leaky(inputs)
+
+
+_FAST = {"LeakyReLU": "tf_svdx_engine>MaskLeakyReLU"}
+
+
+def _bf16_config(config, policy: dict):
+    """`config` with every dtype policy in it (a layer's, a nested activation layer's) replaced,
+    and LeakyReLU activations swapped for `_MaskLeakyReLU`; an InputLayer's plain dtype string
+    (the model's float32 input) is left alone."""
     if isinstance(config, dict):
         if config.get("module") == "keras" and config.get("class_name") == "DTypePolicy":
             return policy
-        return {k: _with_policy(v, policy) for k, v in config.items()}
+        config = {k: _bf16_config(v, policy) for k, v in config.items()}
+        if config.get("module") == "keras.layers" and config.get("class_name") in _FAST:
+            config.update(module=None, class_name=_FAST[config["class_name"]],
+                          registered_name=_FAST[config["class_name"]])
+        return config
     if isinstance(config, list):
-        return [_with_policy(v, policy) for v in config]
+        return [_bf16_config(v, policy) for v in config]
     return config
 
 
@@ -77,14 +117,16 @@ def bfloat16_twin(model: keras.Model, keep_float32=()) -> keras.Model:
     """The same functional model with every layer (but those named in `keep_float32`) under the
     "mixed_bfloat16" policy: float32 variables holding exact copies of `model`'s weights (a
     snapshot: later changes to `model` are not seen), computation and outputs in bfloat16.
+    Its LeakyReLUs are `_MaskLeakyReLU`: the same forward op and gradient numbers, XLA-fused.
 
     Keras 3 layer configs carry their own dtype policy, so a global policy would not reach a
     rebuilt model; the policies are rewritten in the config instead."""
     mixed = keras.dtype_policies.serialize(keras.dtype_policies.get("mixed_bfloat16"))
     config = model.get_config()
-    config["layers"] = [layer if layer["name"] in keep_float32 else _with_policy(layer, mixed)
+    config["layers"] = [layer if layer["name"] in keep_float32 else _bf16_config(layer, mixed)
                         for layer in config["layers"]]
-    twin = model.__class__.from_config(config)
+    twin = model.__class__.from_config(
+        config, custom_objects={name: _MaskLeakyReLU for name in _FAST.values()})
     if len(twin.weights) != len(model.weights):
         raise ValueError(f"cannot rebuild {model.name} under mixed_bfloat16")
     for mine, theirs in zip(twin.weights, model.weights):

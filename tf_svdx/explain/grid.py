@@ -70,6 +70,8 @@ def check_grid(opts: Explain) -> None:
         raise ConfigError("explain.seeds: need at least 2 (a Fréchet distance needs a variance)")
     if opts.chunk_rows < 1:
         raise ConfigError("explain.chunk_rows: must be ≥ 1")
+    if opts.precision not in ("float32", "bfloat16"):
+        raise ConfigError(f"explain.precision: {opts.precision!r} is not float32 or bfloat16")
 
 
 def rows(opts: Explain) -> list[Row]:
@@ -110,7 +112,8 @@ def chunk_key(opts: Explain, identity: dict, base_seed: int) -> str:
     grid and seeds. Output-only options (show, reference) do not enter."""
     fields = {k: v for k, v in dataclasses.asdict(opts).items()
               if k in ("space", "layer", "unit", "directions", "learning_rates", "lambdas",
-                       "iterations", "seeds", "improvement", "input_init_scale", "chunk_rows")}
+                       "iterations", "seeds", "improvement", "input_init_scale", "chunk_rows",
+                        "precision")}
     blob = json.dumps({"options": fields, "models": identity, "seed": base_seed},
                       sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -68,7 +68,8 @@ def explain(config: config_lib.Config, *, progress: bool = True) -> dict:
                                hop=opts.reference_hop, cache_dir=out / "reference",
                                progress=progress)
     explainer = Explainer(det.model, det.standardiser.mean, det.standardiser.std, generator,
-                          layer=opts.layer, unit=opts.unit, improvement=opts.improvement)
+                          layer=opts.layer, unit=opts.unit, improvement=opts.improvement,
+                          precision=opts.precision)
     result = run_grid(explainer, opts, out, identity=identity, base_seed=config.seed,
                       progress=progress)
     layer_fn = LayerActivations(det.model, det.standardiser.mean, det.standardiser.std,
