@@ -6,12 +6,12 @@ usage: serving_contract.py SAVED_MODELS_ROOT CASES.npz  → prints one line per 
 
 import sys
 
+import numpy as np
+import tensorflow as tf
+
 # test_export.py runs this with `python -S` and PYTHONPATH = a copy of site-packages without
 # these packages (links to everything else), so they are simply not installed here.
 BLOCKED = {"keras", "tf_keras", "tensorflow_io", "tensorflow_probability", "tf_svdx"}
-
-import numpy as np
-import tensorflow as tf
 
 for module in BLOCKED:
     try:
