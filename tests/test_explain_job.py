@@ -122,6 +122,13 @@ def test_explain_job_writes_every_output(tiny_detector_run, tiny_gan_run, tiny_p
             for w in wavs:
                 audio, rate = tf.audio.decode_wav(tf.io.read_file(str(out / w)))
                 assert rate == 22050 and audio.shape[0] > 20000
+    with np.load(out / "explanations" / "activations.npz") as acts:
+        assert acts["real/all"].shape == (saved["reference"]["scanned"],)
+        assert np.isclose(acts["real/top"][0], acts["real/all"].max(), atol=1e-5)
+        assert np.isclose(acts["real/bottom"][0], acts["real/all"].min(), atol=1e-5)
+        assert acts["minimise/selected/activation"].shape == (3,)
+        it = saved["selected"]["minimise"]["iterations"]
+        assert acts["minimise/selected/trajectory"].shape == (it + 1, 3)
     with open(out / "results.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 8 and float(table[0]["fid_1d"]) == saved["settings"][0]["fid_1d"]

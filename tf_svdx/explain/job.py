@@ -101,6 +101,7 @@ def explain(config: config_lib.Config, *, progress: bool = True) -> dict:
             "weights": gan_record["weights"],
             "config_fingerprint": gan_record.get("config_fingerprint")},
     }
+    outputs.write_activations(out / "explanations" / "activations.npz", reference, rendered)
     outputs.write_results(out, document, entries)
     outputs.tensorboard(out / "tb", entries, rendered, fe)
     return document

@@ -119,6 +119,20 @@ def tensorboard(tb: Path, entries: list[dict], rendered: dict, fe) -> None:
                              max_outputs=n)
 
 
+def write_activations(path: Path, reference, rendered: dict) -> None:
+    """For reports: the real distribution of the target (every scanned excerpt, the top-N and
+    bottom-N) and, per rendered (direction, role), the explanations' best activations [seeds]
+    and activation trajectories [iterations + 1, seeds]."""
+    arrays = {"real/all": reference.all_target, "real/top": reference.top_target,
+              "real/bottom": reference.bottom_target}
+    for (direction, role), (_, rows, _) in rendered.items():
+        arrays[f"{direction}/{role}/activation"] = rows["activation"]
+        arrays[f"{direction}/{role}/trajectory"] = rows["trajectory_activation"]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
 def write_results(out: Path, document: dict, entries: list[dict]) -> None:
     write_json(out / "results.json", document)
     write_csv(out / "results.csv", entries)

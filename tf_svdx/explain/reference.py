@@ -31,10 +31,10 @@ from tf_svdx.io import atomic_path
 from tf_svdx.models.detector import feature_model
 
 #: Bump when the scan's algorithm or the file layout changes, so old caches are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: all_target
 DIRECTIONS = ("maximise", "minimise")
 _ARRAYS = ("top_target", "bottom_target", "top_layer", "bottom_layer", "top_index",
-           "bottom_index")
+           "bottom_index", "all_target")
 
 
 @dataclasses.dataclass
@@ -44,7 +44,9 @@ class Reference:
     `*_target` [n] float64: the target unit's activations, top in descending and bottom in
     ascending order; `*_layer` [n, d] float64: `layer`'s activations of the same excerpts,
     flattened per excerpt; `*_index` [n, 2] int64: (track number in `prepared.tracks(split)`
-    order, centre frame). `count`: excerpts scanned. `fingerprint`: the cache key."""
+    order, centre frame). `count`: excerpts scanned. `all_target` [count] float32: every scanned
+    excerpt's target activation (the real distribution reports plot explanations against).
+    `fingerprint`: the cache key."""
 
     target: str
     unit: int
@@ -59,6 +61,7 @@ class Reference:
     bottom_index: np.ndarray
     count: int
     fingerprint: str
+    all_target: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
 
     def for_direction(self, direction: str) -> tuple[np.ndarray, np.ndarray]:
         """(target activations, layer activations) to compare explanations of `direction` with:
@@ -240,12 +243,13 @@ def _scan(det, prepared: Prepared, *, split: str, target: str, unit: int, layer:
     tracks = tqdm(tracks, total=total, unit="track", desc=f"reference {split}",
                   disable=not progress)
     top, bottom = _Extremes(n, largest=True), _Extremes(n, largest=False)
-    count = 0
+    count, everything = 0, []
     for x, index in _excerpt_batches(tracks, fe, det.standardiser, hop, batch):
         t, acts = run(tf.constant(x, tf.float32))
         t, acts = t.numpy().astype(np.float64), acts.numpy().astype(np.float64)
         top.update(t, acts, index)
         bottom.update(t, acts, index)
+        everything.append(t.astype(np.float32))
         count += len(t)
     if count < n:
         raise ConfigError(_too_few(split, count, hop, n))
@@ -253,7 +257,7 @@ def _scan(det, prepared: Prepared, *, split: str, target: str, unit: int, layer:
                      top_target=top.values, bottom_target=bottom.values,
                      top_layer=top.layer, bottom_layer=bottom.layer,
                      top_index=top.index, bottom_index=bottom.index,
-                     count=count, fingerprint=key)
+                     count=count, fingerprint=key, all_target=np.concatenate(everything))
 
 
 def _save(ref: Reference, path: Path) -> None:
