@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the project needs (installed via apt-get only when missing).
-APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont festival festvox-kallpc16k espeak-ng wesnoth-1.16-music hedgewars-data ktuberling-data g++
+APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont festival festvox-kallpc16k espeak-ng wesnoth-1.16-music hedgewars-data ktuberling-data g++ chromium
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .PHONY: demo test install system-deps bench clean

@@ -23,13 +23,15 @@ flags.DEFINE_string("corpus", None, "prepare: corpus folder (Jamendo layout or m
                     "or CSV manifest; shortcut for --config.prepare.corpus.")
 flags.DEFINE_string("out", None, "The command's output folder (prepare: --config.prepare.out, "
                     "train-detector: --config.train_detector.out, make-corpus: "
-                    "--config.make_corpus.out).")
+                    "--config.make_corpus.out, report: the report folder, default "
+                    "<explain.out>/../report).")
 flags.DEFINE_bool("strict", None, "prepare: fail on the first bad file instead of skipping it.")
 flags.DEFINE_string("prepared", None, "train-detector/train-gan/evaluate/explain: a `svdx "
                     "prepare` output folder; shortcut for --config.<command>.prepared.")
-flags.DEFINE_string("detector", None, "evaluate/predict/explain: a `svdx train-detector` run "
-                    "folder.")
-flags.DEFINE_string("generator", None, "explain: a `svdx train-gan` run folder (the prior).")
+flags.DEFINE_string("detector", None, "evaluate/predict/explain/report: a `svdx train-detector` "
+                    "run folder.")
+flags.DEFINE_string("generator", None, "explain/report: a `svdx train-gan` run folder (the "
+                    "prior).")
 flags.DEFINE_bool("pitch_shift_average", False, "evaluate: average predictions over pitch "
                   "shifts of 0, ±10 and ±20%.")
 flags.DEFINE_bool("plot", False, "predict: also write a PNG of log-mel, probability, segments.")
@@ -124,6 +126,20 @@ def cmd_export(argv):
     print(f"models.config: {cfg.export.out}/models.config")
 
 
+def cmd_report(argv):
+    """Write a static HTML report: detector metrics, ranked explanations, audio, exports, GAN."""
+    from pathlib import Path
+    from tf_svdx.report.html import write_report
+    cfg = _config({"explain.detector": FLAGS.detector, "explain.generator": FLAGS.generator})
+    ex = cfg.explain
+    if not ex.detector:
+        raise SvdxError("report: explain.detector is not set (--detector or the config)")
+    out = Path(FLAGS.out) if FLAGS.out else Path(ex.out).parent / "report"
+    index = write_report(out, detector_run=ex.detector, explain_out=ex.out,
+                         saved_models=cfg.export.out, gan_run=ex.generator or None, config=cfg)
+    print(index)
+
+
 def cmd_evaluate(argv):
     """Evaluate a trained detector: tuned threshold on valid, metrics on test (JSON + console)."""
     from tf_svdx.data.pipeline import Prepared
@@ -177,6 +193,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "explain": cmd_explain,
     "export": cmd_export,
+    "report": cmd_report,
     "predict": cmd_predict,
     "config": cmd_config,
 }
