@@ -63,3 +63,17 @@ def tiny_gan_run(tiny_prepared, tmp_path_factory) -> Path:
                                  "train_gan.preset=wgan-gp", "train_gan.image_every=100"])
     train_gan(cfg, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tiny_detector_run, tiny_gan_run, tiny_prepared, tmp_path_factory):
+    """Every model exported once per session from the tiny runs: (config, root, {name: folder})."""
+    from tf_svdx import config as config_lib
+    from tf_svdx.export import export
+    tmp = tmp_path_factory.mktemp("export")
+    cfg = config_lib.load(None, [
+        f"explain.detector={tiny_detector_run}", f"explain.generator={tiny_gan_run}",
+        f"explain.prepared={tiny_prepared}", f"explain.out={tmp / 'explain'}",
+        f"export.out={tmp / 'saved_models'}", "explain.reference_n=10",
+        "explain.reference_hop=25"])
+    return cfg, tmp / "saved_models", export(cfg, progress=False)

@@ -38,11 +38,8 @@ def _overrides(det, gan, prepared, tmp):
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_detector_run, tiny_gan_run, tiny_prepared, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("export")
-    cfg = config_lib.load(None, _overrides(tiny_detector_run, tiny_gan_run, tiny_prepared, tmp))
-    written = export(cfg, progress=False)
-    return cfg, tmp / "saved_models", written
+def exported(tiny_exports):
+    return tiny_exports
 
 
 def _cases(cfg) -> dict:

@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf_svdx import config as config_lib
-from tf_svdx.export import export
 
 REPO = Path(__file__).parents[1]
 
@@ -34,17 +32,11 @@ ALL = [(m, s) for m in client.SIGNATURES for s in client.SIGNATURES[m]]
 
 
 @pytest.fixture(scope="module")
-def served(tiny_detector_run, tiny_gan_run, tiny_prepared, tmp_path_factory):
-    """Every model exported as tests/test_export.py exports them, served over gRPC."""
+def served(tiny_exports):
+    """Every model of the session's tiny export, served over gRPC."""
     from tf_svdx.serving import serve
-    tmp = tmp_path_factory.mktemp("client_export")
-    cfg = config_lib.load(None, [
-        f"explain.detector={tiny_detector_run}", f"explain.generator={tiny_gan_run}",
-        f"explain.prepared={tiny_prepared}", f"explain.out={tmp / 'explain'}",
-        f"export.out={tmp / 'saved_models'}", "explain.reference_n=10",
-        "explain.reference_hop=25"])
-    written = export(cfg, progress=False)
-    server, port = serve(tmp / "saved_models", port=0)
+    _, root, written = tiny_exports
+    server, port = serve(root, port=0)
     yield f"127.0.0.1:{port}", written
     server.stop(0)
 

@@ -35,6 +35,10 @@ flags.DEFINE_string("generator", None, "explain/report: a `svdx train-gan` run f
 flags.DEFINE_bool("pitch_shift_average", False, "evaluate: average predictions over pitch "
                   "shifts of 0, ±10 and ±20%.")
 flags.DEFINE_bool("plot", False, "predict: also write a PNG of log-mel, probability, segments.")
+flags.DEFINE_bool("from_scratch", False, "run: train the detector and the GAN with this config "
+                  "instead of using the shipped runs (run.detector, run.generator).")
+flags.DEFINE_string("stages", None, "run: comma-separated stages to run (default all: corpus, "
+                    "prepare, detector, gan, explain, export, report).")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_float("minutes", None, "make-corpus: minutes of audio; shortcut for "
                    "--config.make_corpus.minutes.")
@@ -140,6 +144,14 @@ def cmd_report(argv):
     print(index)
 
 
+def cmd_run(argv):
+    """Run the whole pipeline (corpus → … → report); up-to-date stages are skipped."""
+    from tf_svdx.run import STAGES, run
+    cfg = _config()
+    stages = tuple(s.strip() for s in FLAGS.stages.split(",")) if FLAGS.stages else STAGES
+    run(cfg, from_scratch=FLAGS.from_scratch, stages=stages, progress=FLAGS.progress)
+
+
 def cmd_evaluate(argv):
     """Evaluate a trained detector: tuned threshold on valid, metrics on test (JSON + console)."""
     from tf_svdx.data.pipeline import Prepared
@@ -186,6 +198,7 @@ def cmd_config(argv):
 
 
 COMMANDS = {
+    "run": cmd_run,
     "make-corpus": cmd_make_corpus,
     "prepare": cmd_prepare,
     "train-detector": cmd_train_detector,

@@ -218,6 +218,16 @@ class Export:
 
 
 @dataclasses.dataclass
+class Run:
+    """`svdx run`: which trained runs the pipeline uses unless `--from_scratch` (then it trains
+    `train_detector.out` and `train_gan.out` itself), and where the report goes."""
+
+    detector: str = ""  # a shipped `svdx train-detector` run folder ("" = train one)
+    generator: str = ""  # a shipped `svdx train-gan` run folder ("" = train one)
+    report: str = ""  # "" = <explain.out>/../report
+
+
+@dataclasses.dataclass
 class Config:
     seed: int = 42
     frontend: FrontEnd = dataclasses.field(default_factory=FrontEnd)
@@ -231,6 +241,7 @@ class Config:
     gan: Gan = dataclasses.field(default_factory=Gan)
     explain: Explain = dataclasses.field(default_factory=Explain)
     export: Export = dataclasses.field(default_factory=Export)
+    run: Run = dataclasses.field(default_factory=Run)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -318,7 +318,17 @@ def _read_json(path: Path):
         return None
 
 
-def export(config, *, progress: bool = True) -> dict:
+def latest_export_key(root: str | Path, name: str) -> str | None:
+    """The `svdx run` key recorded in the latest version of an export (None if none)."""
+    folder = Path(root) / name
+    if not folder.is_dir():
+        return None
+    version = next_version(folder) - 1
+    record = _read_json(folder / str(version) / "assets.extra" / "run_key.json") or {}
+    return record.get("run_key")
+
+
+def export(config, *, progress: bool = True, run_key: str | None = None) -> dict:
     """`svdx export`: every model of config.export.models as a new version under
     config.export.out, and models.config naming them. Returns {name: version folder}."""
     from tf_svdx.data.pipeline import Prepared
@@ -342,7 +352,8 @@ def export(config, *, progress: bool = True) -> dict:
     det = TrainedDetector.load(ex.detector)
     fe = det.frontend
     common = {"data_fingerprint.json": {"data_fingerprint": det.record.get("data_fingerprint"),
-                                        "detector_fingerprint": model_fingerprint(det.model)}}
+                                        "detector_fingerprint": model_fingerprint(det.model)},
+              "run_key.json": {"run_key": run_key}}
     det_extra = {"config.json": det.record.get("config"),
                  "metrics.json": _read_json(det.folder / "evaluation.json") or {},
                  **common}
@@ -356,7 +367,8 @@ def export(config, *, progress: bool = True) -> dict:
                      "data_fingerprint.json": {
                          "data_fingerprint": gan_record.get("data_fingerprint"),
                          "generator_fingerprint": model_fingerprint(generator),
-                         "weights": gan_record.get("weights")}}
+                         "weights": gan_record.get("weights")},
+                     "run_key.json": {"run_key": run_key}}
         if "svd_generator" in opts.models:
             written["svd_generator"] = save(GeneratorModule(generator, fe), root,
                                             "svd_generator", gan_extra)

@@ -123,6 +123,16 @@ def make_gan_step(generator, critic, opt_g, opt_d, strategy, *, global_batch: in
     return gan_step
 
 
+def resume_key(config, data_fingerprint: str) -> str:
+    """What must not change between a GAN run and its resumption (everything but its length)."""
+    key = config.fingerprint("seed", "frontend", "pipeline", "gan", "train_gan",
+                             ignore={"train_gan": ("steps", "out", "prepared", "detector",
+                                                   "fid_every", "image_every", "scalars_every",
+                                                   "checkpoint_every", "audio_examples",
+                                                   "fid_samples")})
+    return f"{key}-{data_fingerprint}"
+
+
 def train_gan(config, *, progress: bool = True) -> dict:
     """`svdx train-gan`: WGAN-GP training with checkpoints, resume and TensorBoard monitoring."""
     import dataclasses
@@ -145,11 +155,9 @@ def train_gan(config, *, progress: bool = True) -> dict:
     prepared = Prepared(opts.prepared)
     split = opts.split or ("train" if "train" in prepared.splits else "unlabelled")
     data_fp = prepared.manifest["data_fingerprint"]
-    key = config.fingerprint("seed", "frontend", "pipeline", "gan", "train_gan",
-                             ignore={"train_gan": ("steps", "out", "prepared")})
     record = {"config": config.to_dict(), "config_fingerprint": config.fingerprint(),
               "data_fingerprint": data_fp, "split": split,
-              "resume_key": f"{key}-{data_fp}"}
+              "resume_key": resume_key(config, data_fp)}
     with strategy.scope():
         generator = build_generator(config.gan, prepared.frontend)
         critic = build_critic(config.gan, prepared.frontend)
