@@ -13,16 +13,18 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 
 .PHONY: demo test install system-deps bench clean
 
-# The main job so far: build the demo corpus (~2.5 min), prepare it, train the detector (resumes;
-# ~20 min on 2 CPU cores), evaluate it on the test split, and label one test track.
+# The main job: `svdx run` on the built-in demo corpus with the shipped detector and generator
+# (saved_models/runs/): build the corpus (~2.5 min), prepare it, explain the detector over the
+# demo grid, export the SavedModels, write the HTML report; then label one test track. Every
+# stage skips finished work. `svdx run --config=configs/demo.toml --from_scratch` retrains both.
 DEMO_TEST_TRACK = work/demo_corpus/audio/$$(head -n 1 work/demo_corpus/filelists/test)
 demo: install
-	$(BIN)/svdx make-corpus --config=configs/demo.toml
-	$(BIN)/svdx prepare --config=configs/demo.toml
-	$(BIN)/svdx train-detector --config=configs/demo.toml
-	$(BIN)/svdx evaluate --config=configs/demo.toml --detector=work/demo/detector
-	$(BIN)/svdx predict --detector=work/demo/detector --out=work/demo/predictions --plot \
+	$(BIN)/svdx run --config=configs/demo.toml
+	$(BIN)/svdx predict --detector=saved_models/runs/detector --out=work/demo/predictions --plot \
 	  $(DEMO_TEST_TRACK)
+	@echo "report:      work/demo/report/index.html"
+	@echo "tensorboard: $(BIN)/tensorboard --logdir work/demo --host 127.0.0.1"
+	@echo "exports:     saved_models/ (models.config for TF-Serving)"
 
 test: install
 	$(BIN)/python -m pytest -q
