@@ -346,3 +346,16 @@ def load(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -
         node[parts[-1]] = value
         config = _apply(config, nested, "--config.")
     return config
+
+
+def read_run(folder: str | Path, command: str) -> tuple[dict, Config]:
+    """A training run folder's run.json record and the Config it recorded (`command` names the
+    svdx command that makes such folders, for the error)."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except OSError:
+        raise ConfigError(f"{folder}: no run.json; not a `svdx {command}` folder") from None
+    except ValueError as e:
+        raise ConfigError(f"{folder / 'run.json'}: not valid JSON ({e})") from None
+    return record, from_dict(record.get("config", {}), f"{folder / 'run.json'}: ")

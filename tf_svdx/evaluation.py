@@ -6,7 +6,6 @@ test-split error, precision, recall, specificity, F1 and AUROC over all frames p
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from tf_svdx import features
 from tf_svdx.config import FrontEnd
 from tf_svdx.data import augment
 from tf_svdx.data.records import UNLABELLED, TrackFeatures
-from tf_svdx.errors import ConfigError
 from tf_svdx.models import build_dense, build_detector, predict_track
 
 MEDIAN_FRAMES = 56
@@ -41,11 +39,7 @@ class TrainedDetector:
     @classmethod
     def load(cls, folder: str | Path, weights: str = "best.weights.h5") -> "TrainedDetector":
         folder = Path(folder)
-        try:
-            record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        except OSError:
-            raise ConfigError(f"{folder}: no run.json; not a `svdx train-detector` folder") from None
-        cfg = config_lib.from_dict(record["config"], f"{folder / 'run.json'}: ")
+        record, cfg = config_lib.read_run(folder, "train-detector")
         if not (folder / weights).exists():
             weights = "final.weights.h5"
         model = build_detector(cfg.detector, cfg.frontend)

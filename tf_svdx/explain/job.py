@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,7 @@ def load_generator(folder: str | Path):
 
     from tf_svdx.models import build_generator
     folder = Path(folder)
-    try:
-        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except OSError:
-        raise ConfigError(f"{folder}: no run.json; not a `svdx train-gan` folder") from None
-    cfg = config_lib.from_dict(record["config"], f"{folder / 'run.json'}: ")
+    record, cfg = config_lib.read_run(folder, "train-gan")
     generator = build_generator(cfg.gan, cfg.frontend)
     weights = folder / "generator.weights.h5"
     if weights.exists():
