@@ -205,3 +205,23 @@ def test_losses():
     assert float(critic_loss(d_real, d_fake, tf.constant(0.2))) == pytest.approx(-0.5 - 2.0 + 2.0)
     assert float(critic_loss(d_real, d_fake, 0.2, lam=1.0)) == pytest.approx(-2.3)
     assert float(generator_loss(d_fake)) == pytest.approx(0.5)
+
+
+def test_models_package_defers_the_tensorflow_only_whole_track_twin():
+    """tf_svdx.models builds backend-neutral Keras models (tools/gan_jax.py trains the GAN under
+    the JAX backend): importing it must not import the TF-only dense module until asked."""
+    import subprocess
+    import sys
+    code = ("import sys, tf_svdx.models as m; assert 'tf_svdx.models.dense' not in sys.modules; "
+            "f = m.predict_track; assert 'tf_svdx.models.dense' in sys.modules; "
+            "assert f.__module__ == 'tf_svdx.models.dense'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_unknown_gan_preset_is_a_config_error():
+    from tf_svdx.errors import ConfigError
+    assert config_lib.TrainGan(preset="wgan-gp").adam() == (1e-4, 0.0, 0.0, 0.9)
+    assert config_lib.TrainGan().adam() == (1e-5, 0.5, 0.9, 0.999)
+    with pytest.raises(ConfigError, match="unknown preset 'adam'"):
+        config_lib.TrainGan(preset="adam").adam()

@@ -159,6 +159,16 @@ class TrainGan:
     strategy: str = "default"  # default | mirrored | multiworker
     logical_cpus: int = 0
 
+    PRESETS = {"wgan-gp": (1e-4, 0.0, 0.0, 0.9)}  # (lr, β1 generator, β1 critic, β2)
+
+    def adam(self) -> tuple[float, float, float, float]:
+        """(learning rate, β1 generator, β1 critic, β2) of this run's preset or own fields."""
+        if self.preset not in ("original", *self.PRESETS):
+            raise ConfigError(f"train_gan.preset: unknown preset {self.preset!r} "
+                              f"(valid: original, {', '.join(self.PRESETS)})")
+        return self.PRESETS.get(self.preset, (self.learning_rate, self.beta1_generator,
+                                              self.beta1_critic, self.beta2))
+
 
 @dataclasses.dataclass
 class TrainDetector:

@@ -1,11 +1,22 @@
 """Models: the singing-voice detector (SPEC §3), its fully-convolutional whole-track twin, and the
-WGAN-GP generator and critic (SPEC §4)."""
+WGAN-GP generator and critic (SPEC §4).
 
-from tf_svdx.models.dense import (build_dense, copy_weights, dense_logits, predict_track,
-                                  probabilities, sliding_window_logits)
+The detector, generator and critic are backend-neutral Keras 3 models (tools/gan_jax.py trains
+the GAN under the JAX backend); the whole-track twin uses TensorFlow and is imported on first use.
+"""
+
 from tf_svdx.models.detector import LAYER_NAMES, build_detector, feature_model
 from tf_svdx.models.gan import build_critic, build_generator
 
-__all__ = ["LAYER_NAMES", "build_critic", "build_dense", "build_detector", "build_generator",
-           "copy_weights", "dense_logits", "feature_model", "predict_track", "probabilities",
-           "sliding_window_logits"]
+_DENSE = ("build_dense", "copy_weights", "dense_logits", "predict_track", "probabilities",
+          "sliding_window_logits")
+
+__all__ = ["LAYER_NAMES", "build_critic", "build_detector", "build_generator", "feature_model",
+           *_DENSE]
+
+
+def __getattr__(name):
+    if name in _DENSE:
+        from tf_svdx.models import dense
+        return getattr(dense, name)
+    raise AttributeError(f"module 'tf_svdx.models' has no attribute {name!r}")

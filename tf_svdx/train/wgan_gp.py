@@ -48,19 +48,9 @@ def generator_loss(d_fake) -> tf.Tensor:
     return -tf.reduce_mean(d_fake)
 
 
-PRESETS = {  # (learning rate, β1 generator, β1 critic, β2)
-    "wgan-gp": (1e-4, 0.0, 0.0, 0.9),
-}
-
-
 def _optimisers(opts):
-    lr, b1g, b1d, b2 = PRESETS.get(opts.preset, (opts.learning_rate, opts.beta1_generator,
-                                                 opts.beta1_critic, opts.beta2))
-    if opts.preset not in ("original", *PRESETS):
-        from tf_svdx.errors import ConfigError
-        raise ConfigError(f"train_gan.preset: unknown preset {opts.preset!r} "
-                          f"(valid: original, {', '.join(PRESETS)})")
     import keras
+    lr, b1g, b1d, b2 = opts.adam()
     return (keras.optimizers.Adam(lr, beta_1=b1g, beta_2=b2),
             keras.optimizers.Adam(lr, beta_1=b1d, beta_2=b2))
 
