@@ -47,6 +47,18 @@ def test_short_run_lowers_the_critic_loss_and_logs_images_and_audio(tiny_prepare
     for name in ("generator.weights.h5", "critic.weights.h5", "summary.json", "run.json"):
         assert (tmp_path / "gan" / name).exists()
 
+    # Shipping it (tools/ship_run.py) keeps the weights and a scalar-only copy of the curves.
+    shipped = tmp_path / "shipped"
+    out = subprocess.run([sys.executable, "tools/ship_run.py", "gan", str(tmp_path / "gan"),
+                          str(shipped)], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    shipped_events, shipped_loss = _scalars(shipped / "tb", "gan/critic_loss")
+    assert shipped_loss == loss
+    assert not {"gan/fixed_z", "gan/fixed_z_audio"} & set(shipped_events.Tags()["tensors"])
+    for (_, a), (_, b) in zip(_weights(tmp_path / "gan" / "generator.weights.h5"),
+                              _weights(shipped / "generator.weights.h5")):
+        np.testing.assert_array_equal(a, b)
+
 
 def test_no_nan_at_a_high_learning_rate(tiny_prepared, tmp_path):
     """The ε inside the gradient-norm square root keeps a saturated critic's gradients finite."""

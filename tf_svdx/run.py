@@ -170,10 +170,7 @@ def _explain(config, trained, progress):
     key = explain_key(config, _identity(config))
     doc = _read(out / "results.json")
     if doc is None or doc.get("run_key") != key:
-        doc = explain(config, progress=progress)
-        doc["run_key"] = key
-        from tf_svdx.io import write_json
-        write_json(out / "results.json", doc)
+        doc = explain(config, progress=progress, run_key=key)
         state = "explained"
     else:
         state = "up to date"

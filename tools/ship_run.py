@@ -1,5 +1,5 @@
 """Copy a trained run folder into `saved_models/runs/` as a small shipped run (no checkpoints,
-no TensorBoard events): what `svdx run` uses by default instead of training.
+no images or audio): what `svdx run` uses by default instead of training.
 
     tools/ship_run.py detector work/demo/detector saved_models/runs/detector
     tools/ship_run.py gan      work/demo/gan      saved_models/runs/gan
@@ -7,7 +7,9 @@ no TensorBoard events): what `svdx run` uses by default instead of training.
 A detector keeps run.json, best.weights.h5 (else final), standardisation.npz, summary.json,
 best.json and evaluation.json. A GAN keeps run.json and writes generator.weights.h5 and
 critic.weights.h5 from its final weights or, for a run still training, from its latest
-checkpoint; summary.json then records that checkpoint's step. Everything is written into a
+checkpoint; summary.json then records that checkpoint's step. Its training curves (Wasserstein
+estimate, gradient penalty, losses, detector-fc8 Fréchet distance) go to a scalar-only `tb/`
+that the report and TensorBoard read. Everything is written into a
 temporary folder that replaces the destination only when complete.
 """
 
@@ -44,6 +46,7 @@ def ship_gan(src: Path, tmp: Path) -> None:
     if (src / "generator.weights.h5").exists():
         for name in ("generator.weights.h5", "critic.weights.h5", "summary.json"):
             shutil.copy2(src / name, tmp / name)
+        ship_curves(src / "tb", tmp / "tb", json.loads((src / "summary.json").read_text())["steps"])
         return
     latest = tf.train.latest_checkpoint(str(src / "ckpt"))
     if latest is None:
@@ -58,6 +61,26 @@ def ship_gan(src: Path, tmp: Path) -> None:
         "steps": step, "from_checkpoint": Path(latest).name, "planned_steps":
         cfg.train_gan.steps, "config_fingerprint": record.get("config_fingerprint"),
         "data_fingerprint": record.get("data_fingerprint")})
+    ship_curves(src / "tb", tmp / "tb", step)
+
+
+CURVE_TAGS = ("gan/wasserstein", "gan/gradient_penalty", "gan/critic_loss", "gan/generator_loss",
+              "gan/frechet_fc8")
+
+
+def ship_curves(src_tb: Path, dst_tb: Path, last_step: int) -> None:
+    """The run's training curves as a small scalar-only TensorBoard log (no images or audio), up
+    to the shipped step; where a resumed run logged a step twice, its latest value is kept."""
+    import tensorflow as tf
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tb_scalars import scalars
+    if not src_tb.is_dir():
+        return
+    with tf.summary.create_file_writer(str(dst_tb)).as_default():
+        for tag in CURVE_TAGS:
+            for step, value in sorted(dict(scalars(str(src_tb), tag)).items()):
+                if step <= last_step:
+                    tf.summary.scalar(tag, value, step=step)
 
 
 def main(argv: list[str]) -> int:

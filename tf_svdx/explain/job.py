@@ -32,7 +32,10 @@ def load_generator(folder: str | Path):
     return generator, record
 
 
-def explain(config: config_lib.Config, *, progress: bool = True) -> dict:
+def explain(config: config_lib.Config, *, progress: bool = True,
+            run_key: str | None = None) -> dict:
+    """`svdx explain`: run the grid, score, select, render; returns the results.json document.
+    `run_key` (from `svdx run`) is stored in it, so the run can tell it is up to date."""
     from tf_svdx.data.pipeline import Prepared
     from tf_svdx.evaluation import TrainedDetector
     from tf_svdx.explain import outputs
@@ -96,6 +99,8 @@ def explain(config: config_lib.Config, *, progress: bool = True) -> dict:
             "weights": gan_record["weights"],
             "config_fingerprint": gan_record.get("config_fingerprint")},
     }
+    if run_key is not None:
+        document["run_key"] = run_key
     outputs.write_activations(out / "explanations" / "activations.npz", reference, rendered)
     outputs.write_results(out, document, entries)
     outputs.tensorboard(out / "tb", entries, rendered, fe)
