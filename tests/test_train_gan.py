@@ -150,3 +150,27 @@ def test_frechet_monitor_with_a_trained_detector(tiny_prepared, tmp_path):
     assert proc.returncode == 0, err[-3000:]
     _, fid = _scalars(tmp_path / "gan" / "tb", "gan/frechet_fc8")
     assert len(fid) == 2 and all(np.isfinite(fid)) and all(f > 0 for f in fid), fid
+
+
+def test_gan_jax_export_data_is_the_training_population(tiny_prepared, tmp_path):
+    """tools/gan_jax.py export-data packs exactly the frames and excerpt centres that
+    `svdx train-gan` draws from, within the uint16 quantisation step."""
+    from tf_svdx.config import Augment
+    from tf_svdx.data.pipeline import ExcerptSource, Prepared
+    config = tmp_path / "gan.toml"
+    config.write_text(f'[train_gan]\nprepared = "{tiny_prepared}"\n')
+    out = subprocess.run([sys.executable, "tools/gan_jax.py", "export-data", f"--config={config}",
+                          f"--out={tmp_path}"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    blob = np.load(tmp_path / "gan_train.npz")
+    prepared = Prepared(tiny_prepared)
+    pad = max(Augment().source_frames, prepared.frontend.excerpt_frames) // 2 + 1
+    source = ExcerptSource(prepared.tracks("train"), prepared.frontend, pad, linear=False,
+                           labelled_only=False)
+    lo, hi = float(blob["lo"]), float(blob["hi"])
+    frames = lo + blob["q"].astype(np.float64) * (hi - lo) / 65535
+    assert frames.shape == source.log_mel.shape
+    assert np.abs(frames - source.log_mel).max() <= (hi - lo) / 65535
+    np.testing.assert_array_equal(blob["centres"], source.centres)
+    assert str(blob["split"]) == "train"
+    assert str(blob["data_fingerprint"]) == prepared.manifest["data_fingerprint"]

@@ -2,6 +2,9 @@
 
     tools/gan_figures.py GAN_RUN_WITH_TB SHIPPED_OR_SAME_RUN OUT_DIR
 
+Where SHIPPED_OR_SAME_RUN holds `frechet_2048.json` (tools/gan_frechet.py --json), its
+larger-sample Fréchet distances are drawn over the monitor's.
+
 Writes OUT_DIR/gan_training.png (Wasserstein estimate, gradient penalty and the detector-fc8
 Fréchet distance over generator updates, from the run's TensorBoard events) and
 OUT_DIR/gan_samples.png (8 excerpts from the same fixed z the training monitor uses)."""
@@ -33,7 +36,16 @@ def main(argv):
                                        ("gan/gradient_penalty", "gradient penalty"),
                                        ("gan/frechet_fc8", "Fréchet distance, detector fc8"))):
         steps, values = zip(*scalars(str(tb), tag))
-        ax.plot(steps, values, marker="o" if len(steps) < 20 else None)
+        ax.plot(steps, values, marker="o" if len(steps) < 20 else None,
+                label="training monitor (256 samples)")
+        extra = run / "frechet_2048.json"
+        if tag == "gan/frechet_fc8" and extra.exists():
+            import json
+            rows = [r for r in json.loads(extra.read_text()) if r["step"] is not None]
+            points = sorted((r["step"], r["frechet_fc8"]) for r in rows)
+            ax.plot(*zip(*points), marker="s", color="#e08214",
+                    label=f"{len(points)} checkpoints, {rows[0]['samples']:,} samples")
+            ax.legend(fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("generator updates")
         ax.grid(alpha=0.3)

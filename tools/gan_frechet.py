@@ -23,6 +23,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--json", help="also write [{label, step, frechet_fc8, samples}] here")
+    parser.add_argument("--steps", help="comma-separated generator steps of the weights (for "
+                        "--json; default: from a checkpoint's name, 0 for init)")
     parser.add_argument("weights", nargs="+", help="generator .weights.h5, checkpoint prefix, "
                         "or `init` (the untrained generator as `svdx train-gan` builds it)")
     args = parser.parse_args(argv)
@@ -42,7 +45,13 @@ def main(argv=None) -> int:
         cfg.pipeline, batch_size=opts.batch_size))
     monitor = _FidMonitor(opts, prepared, data_cfg, split, cfg)
     generator = build_generator(cfg.gan, prepared.frontend)
-    for path in args.weights:
+    steps = [int(s) for s in args.steps.split(",")] if args.steps else [
+        0 if w == "init" else int(w.rsplit("-", 1)[1]) if "ckpt-" in w else None
+        for w in args.weights]
+    if len(steps) != len(args.weights):
+        parser.error(f"--steps has {len(steps)} values for {len(args.weights)} weights")
+    rows = []
+    for path, step in zip(args.weights, steps):
         if path == "init":
             from tf_svdx.train.loop import seed_everything
             seed_everything(cfg.seed)
@@ -51,8 +60,13 @@ def main(argv=None) -> int:
             generator.load_weights(path)
         else:
             tf.train.Checkpoint(generator=generator).restore(path).expect_partial()
-        print(f"{path}: fc8 Fréchet distance {monitor(generator):.3f} "
+        value = monitor(generator)
+        rows.append({"label": path, "step": step, "frechet_fc8": value, "samples": args.samples})
+        print(f"{path}: fc8 Fréchet distance {value:.3f} "
               f"({args.samples} generated vs {args.samples} real)", flush=True)
+    if args.json:
+        from tf_svdx.io import write_json
+        write_json(args.json, rows)
     return 0
 
 
