@@ -18,11 +18,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tb_scalars import scalars  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tf_svdx.explain.job import load_generator  # noqa: E402
-from tf_svdx.report.tensorboard import spectrogram_grid  # noqa: E402
+from tf_svdx.report.tensorboard import read_scalars, spectrogram_grid  # noqa: E402
 
 
 def main(argv):
@@ -31,11 +29,12 @@ def main(argv):
         return 2
     tb, run, out = Path(argv[1]) / "tb", Path(argv[2]), Path(argv[3])
     out.mkdir(parents=True, exist_ok=True)
+    titles = {"gan/wasserstein": "Wasserstein estimate", "gan/gradient_penalty": "gradient penalty",
+              "gan/frechet_fc8": "Fréchet distance, detector fc8"}
+    series = read_scalars(tb, titles)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    for ax, (tag, title) in zip(axes, (("gan/wasserstein", "Wasserstein estimate"),
-                                       ("gan/gradient_penalty", "gradient penalty"),
-                                       ("gan/frechet_fc8", "Fréchet distance, detector fc8"))):
-        steps, values = zip(*scalars(str(tb), tag))
+    for ax, (tag, title) in zip(axes, titles.items()):
+        steps, values = zip(*series[tag])
         ax.plot(steps, values, marker="o" if len(steps) < 20 else None,
                 label="training monitor (256 samples)")
         extra = run / "frechet_2048.json"

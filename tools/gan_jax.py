@@ -25,6 +25,7 @@ excerpt centres `svdx train-gan` draws from, so excerpts are the same population
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -266,14 +267,14 @@ def import_run(args) -> int:
     step = info["steps"] if pick == "final" else info["best_step"]
     suffix = "" if pick == "final" else "_best"
     out.mkdir(parents=True, exist_ok=True)
-    import dataclasses
     cfg = dataclasses.replace(cfg, train_gan=dataclasses.replace(cfg.train_gan, steps=step))
     curve = []
     writer = tf.summary.create_file_writer(str(out / "tb"))
     metrics = hist["metrics"]
+    every = cfg.train_gan.scalars_every
     with writer.as_default():
-        for s in range(opts_every := cfg.train_gan.scalars_every, len(metrics) + 1, opts_every):
-            window = metrics[s - opts_every:s]
+        for s in range(every, len(metrics) + 1, every):
+            window = metrics[s - every:s]
             for i, name in enumerate(("critic_loss", "wasserstein", "gradient_penalty",
                                       "generator_loss")):
                 tf.summary.scalar(f"gan/{name}", float(window[:, i].mean()), step=s)

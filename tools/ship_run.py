@@ -46,7 +46,8 @@ def ship_gan(src: Path, tmp: Path) -> None:
     if (src / "generator.weights.h5").exists():
         for name in ("generator.weights.h5", "critic.weights.h5", "summary.json"):
             shutil.copy2(src / name, tmp / name)
-        ship_curves(src / "tb", tmp / "tb", json.loads((src / "summary.json").read_text())["steps"])
+        steps = json.loads((src / "summary.json").read_text())["steps"]
+        ship_curves(src / "tb", tmp / "tb", steps)
         return
     latest = tf.train.latest_checkpoint(str(src / "ckpt"))
     if latest is None:
@@ -72,13 +73,13 @@ def ship_curves(src_tb: Path, dst_tb: Path, last_step: int) -> None:
     """The run's training curves as a small scalar-only TensorBoard log (no images or audio), up
     to the shipped step; where a resumed run logged a step twice, its latest value is kept."""
     import tensorflow as tf
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tb_scalars import scalars
+
+    from tf_svdx.report.tensorboard import read_scalars
     if not src_tb.is_dir():
         return
     with tf.summary.create_file_writer(str(dst_tb)).as_default():
-        for tag in CURVE_TAGS:
-            for step, value in sorted(dict(scalars(str(src_tb), tag)).items()):
+        for tag, points in read_scalars(src_tb, CURVE_TAGS).items():
+            for step, value in points:
                 if step <= last_step:
                     tf.summary.scalar(tag, value, step=step)
 

@@ -4,25 +4,19 @@ For README numbers and quick checks without starting TensorBoard."""
 
 import sys
 
-import tensorflow as tf
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from pathlib import Path
 
-
-def scalars(logdir: str, tag: str) -> list[tuple[int, float]]:
-    events = EventAccumulator(logdir, size_guidance={"tensors": 0})
-    events.Reload()
-    if tag not in events.Tags()["tensors"]:
-        return []
-    return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tf_svdx.report.tensorboard import read_scalars  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2
+    series = read_scalars(argv[1], argv[2:])
     for tag in argv[2:]:
-        values = scalars(argv[1], tag)
-        print(f"{tag}: " + ", ".join(f"{s}: {v:.4g}" for s, v in values))
+        print(f"{tag}: " + ", ".join(f"{s}: {v:.4g}" for s, v in series.get(tag, [])))
     return 0
 
 

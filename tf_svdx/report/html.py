@@ -387,24 +387,14 @@ def _target_name(results: dict) -> str:
 
 
 def _gan_curves(assets: Path, gan_run: Path | None, weights: str | None = None) -> dict:
-    """gan/wasserstein and gan/frechet_fc8 over the generator steps (as tools/tb_scalars.py
-    reads them); the generator weights the explanations used are marked."""
+    """gan/wasserstein and gan/frechet_fc8 over the generator steps; the generator weights the explanations used are marked."""
     if gan_run is None:
         return {"available": False, "why": "no GAN run given"}
     logdir = gan_run / "tb" if (gan_run / "tb").is_dir() else gan_run
     if not any(logdir.glob("events.out.tfevents.*")):
         return {"available": False, "why": f"no TensorBoard events in {logdir}"}
-    import tensorflow as tf
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    events = EventAccumulator(str(logdir), size_guidance={"tensors": 0, "scalars": 0})
-    events.Reload()
-    series = {}
-    for tag in GAN_TAGS:
-        if tag in events.Tags().get("tensors", []):
-            series[tag] = [(e.step, float(tf.make_ndarray(e.tensor_proto)))
-                           for e in events.Tensors(tag)]
-        elif tag in events.Tags().get("scalars", []):
-            series[tag] = [(e.step, float(e.value)) for e in events.Scalars(tag)]
+    from tf_svdx.report.tensorboard import read_scalars
+    series = read_scalars(logdir, GAN_TAGS)
     series = {k: v for k, v in series.items() if v}
     if not series:
         return {"available": False, "why": f"no {' or '.join(GAN_TAGS)} in {logdir}"}

@@ -33,3 +33,24 @@ def spectrogram_grid(excerpts: np.ndarray, titles: list[str] | None = None,
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return tf.image.decode_png(buf.getvalue(), channels=4)[tf.newaxis].numpy()
+
+
+def read_scalars(logdir, tags) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value), …] sorted by step} for the scalar `tags` found in `logdir`, read in
+    one pass (tf.summary's tensor scalars and legacy scalars alike). A step logged twice (a run
+    resumed from an earlier checkpoint) keeps the value written last."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(logdir), size_guidance={"tensors": 0, "scalars": 0})
+    events.Reload()
+    available = events.Tags()
+    series = {}
+    for tag in tags:
+        if tag in available.get("tensors", []):
+            points = [(e.step, float(tf.make_ndarray(e.tensor_proto)))
+                      for e in events.Tensors(tag)]
+        elif tag in available.get("scalars", []):
+            points = [(e.step, float(e.value)) for e in events.Scalars(tag)]
+        else:
+            continue
+        series[tag] = sorted(dict(points).items())
+    return series
