@@ -23,7 +23,7 @@ No assertion on any time: this prints numbers. The models are randomly initialis
 not depend on the weights); the detector's standardisation is mean 0 / std 1.
 
     .venv/bin/python tools/bench_explain.py [--precision both] [--seeds 8]
-        [--iterations 10,25,50] [--chunk 64] [--paper-rows 4] [--quick] [--sweep]
+        [--iterations 10,25,50] [--chunk 64] [--paper-rows 4] [--quick] [--sweep] [--layers]
 """
 
 from __future__ import annotations
@@ -51,6 +51,18 @@ LAMBDAS = (0.1, 0.001)
 PAPER_ROWS, PAPER_STEPS = 900, 1001  # 2 dir × 9 (lr, λ) × 50 seeds; 1000 iterations + z0
 
 
+def layer_flops(layer) -> int:
+    """Multiply-adds × 2 of one row's forward pass through `layer` (0 for a layer without
+    weights-times-inputs: activations, pooling, crops, reshapes)."""
+    if isinstance(layer, keras.layers.Conv2DTranspose):  # kernel (kh, kw, Cout, Cin)
+        return 2 * math.prod(layer.input.shape[1:3]) * math.prod(layer.kernel.shape)
+    if isinstance(layer, keras.layers.Conv2D):  # kernel (kh, kw, Cin / groups, Cout)
+        return 2 * math.prod(layer.output.shape[1:3]) * math.prod(layer.kernel.shape)
+    if isinstance(layer, keras.layers.Dense):  # kernel (in, out), per leading position
+        return 2 * math.prod(layer.input.shape[1:-1]) * math.prod(layer.kernel.shape)
+    return 0
+
+
 def forward_flops(model: keras.Model) -> int:
     """Multiply-adds × 2 of one row's forward pass: Conv2D 2·Hout·Wout·kh·kw·Cin·Cout,
     Conv2DTranspose 2·Hin·Win·kh·kw·Cin·Cout, Dense 2·in·out (biases, activations, pooling and
@@ -65,17 +77,63 @@ def forward_flops(model: keras.Model) -> int:
                               + conv4 2·21·33·9·128·64 (102,187,008)
                               + fc7 2·4928·256 (2,523,136) + fc8 2·256·64 + fc9 2·64·1
     """
-    total = 0
+    return sum(forward_flops(layer) if isinstance(layer, keras.Model) else layer_flops(layer)
+               for layer in model.layers)
+
+
+def leaf_layers(model: keras.Model):
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            total += forward_flops(layer)
-        elif isinstance(layer, keras.layers.Conv2DTranspose):  # kernel (kh, kw, Cout, Cin)
-            total += 2 * math.prod(layer.input.shape[1:3]) * math.prod(layer.kernel.shape)
-        elif isinstance(layer, keras.layers.Conv2D):  # kernel (kh, kw, Cin / groups, Cout)
-            total += 2 * math.prod(layer.output.shape[1:3]) * math.prod(layer.kernel.shape)
-        elif isinstance(layer, keras.layers.Dense):  # kernel (in, out), per leading position
-            total += 2 * math.prod(layer.input.shape[1:-1]) * math.prod(layer.kernel.shape)
-    return total
+            yield from leaf_layers(layer)
+        elif not isinstance(layer, keras.layers.InputLayer):
+            yield layer
+
+
+def layer_profile(ex: Explainer, rows: int, repeats: int = 5):
+    """(name, seconds, forward FLOPs per row) per layer of the models the engine runs (the bf16
+    twins under bfloat16): each layer's forward and gradient to its input for `rows` rows, at
+    the layer's own compute dtype, in its own tf.function, best of `repeats`. Their sum against
+    the engine's step time is what the optimiser, the standardisation and the loop cost."""
+    out = []
+    for layer in [*leaf_layers(ex._generator), *leaf_layers(ex._detector)]:
+        dtype = layer.compute_dtype
+        x = tf.cast(tf.random.normal([rows, *layer.input.shape[1:]]), dtype)
+        g = tf.cast(tf.random.normal([rows, *layer.output.shape[1:]]), dtype)
+
+        @tf.function(autograph=False)
+        def step(x, g, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=False)
+            return tape.gradient(y, x, output_gradients=tf.cast(g, y.dtype))
+
+        step(x, g).numpy()
+        best = math.inf
+        for _ in range(repeats):
+            t = time.perf_counter()
+            step(x, g).numpy()
+            best = min(best, time.perf_counter() - t)
+        out.append((layer.name, best, layer_flops(layer)))
+    return out
+
+
+def print_profile(profile, rows: int, step_s: float, peak: float, precision: str) -> None:
+    """The per-layer table and two bounds on the engine's fraction of the matmul."""
+    total = sum(s for _, s, _ in profile)
+    flops = sum(2 * f * rows for _, _, f in profile)  # forward + backward to the input
+    print(f"  per layer ({precision}, {rows} rows, forward + gradient to the input, each alone, "
+          f"best of 5); matmul {peak / 1e9:.0f} GFLOP/s:")
+    print(f"    {'layer':<11}{'ms':>7}{'% time':>8}{'% FLOP':>8}{'GFLOP/s':>9}{'% mm':>6}")
+    for name, s, f in profile:
+        rate = 2 * f * rows / s
+        print(f"    {name:<11}{1e3 * s:7.1f}{100 * s / total:7.1f}%{100 * 2 * f * rows / flops:7.1f}%"
+              + (f"{rate / 1e9:9.0f}{100 * rate / peak:5.0f}%" if f else ""))
+    heavy = sum(s for _, s, f in profile if 2 * f * rows >= 0.05 * flops)
+    print(f"    sum {1e3 * total:.0f} ms against the engine's {1e3 * step_s:.0f} ms per step "
+          f"(the rest: optimiser, standardisation, best-tracking, loop); at the layers' own "
+          f"speeds, with nothing else costing time: {100 * flops / total / peak:.0f} % of the "
+          f"matmul; if only the layers holding ≥ 5 % of the FLOPs took time (at their measured "
+          f"speed): {100 * flops / heavy / peak:.0f} %")
 
 
 def matmul_flops_per_s(n: int, dtype, repeats: int) -> float:
@@ -180,6 +238,14 @@ def bench(precision: str, det, gen, args, flops_row_step: int) -> dict:
     for size in sorted({min(args.chunk, len(rows)), len(rows) % args.chunk or args.chunk, 1}):
         run_rows(ex, rows[:size], [1])  # trace once + oneDNN primitives per batch size: untimed
     warm = time.perf_counter() - t
+    if args.layers:
+        size = min(args.chunk, len(rows))
+        t = time.perf_counter()
+        run_rows(ex, rows[:size], [9])
+        step_s = (time.perf_counter() - t) / 10
+        print_profile(layer_profile(ex, size), size, step_s,
+                      matmul_flops_per_s(args.matmul[0], tf.bfloat16 if precision == "bfloat16"
+                                         else tf.float32, args.matmul_repeats), precision)
     if args.sweep:
         sweep(ex, (4, 8) if args.quick else (16, 32, 64, 128, 256), 2 if args.quick else 16)
     dtype = tf.bfloat16 if precision == "bfloat16" else tf.float32
@@ -221,6 +287,8 @@ def main():
     parser.add_argument("--matmul-repeats", type=int, default=5)
     parser.add_argument("--width", type=float, default=1.0, help="model width (1 = full size)")
     parser.add_argument("--sweep", action="store_true", help="also time chunk 16..256")
+    parser.add_argument("--layers", action="store_true",
+                        help="also time every layer alone (forward + gradient to the input)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: width 0.125, 8 rows, iterations 2,3,5, 1024 matmul")
     args = parser.parse_args()

@@ -170,6 +170,7 @@ class Explainer:
                     if low else self.detector)
         self._generator = (bfloat16_twin(self.generator) if low and self.generator is not None
                            else self.generator)
+        self._detector = detector  # the model the passes run on (a bf16 twin or the detector)
         self._target = feature_model(detector, [self.layer])
         probe = self._target(tf.zeros([1, *self.detector.input_shape[1:]]), training=False)
         unit_activation(probe[self.layer], self.unit)  # fail now on a bad unit, not in the loop
