@@ -102,3 +102,35 @@ def test_cli_evaluate_then_predict(trained, tiny_prepared, tiny_corpus, tmp_path
     out = subprocess.run(run + ["predict", f"--detector={trained}", str(bad)],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "no input could be read" in out.stderr
+
+
+def test_predict_averages_over_the_pitch_shifts_the_threshold_was_tuned_with(trained, tiny_corpus,
+                                                                            tmp_path):
+    import shutil
+    from tf_svdx.evaluation import frame_probabilities
+    from tf_svdx.predict import predict_file, threshold_of
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "evaluation.json").unlink(missing_ok=True)
+    det = TrainedDetector.load(run)
+    assert threshold_of(det) == (0.5, (0.0,), "default 0.5: run `svdx evaluate` to tune it")
+    (run / "evaluation.json").write_text(json.dumps({"threshold": 0.4,
+                                                     "pitch_shifts": [0.0, -0.1, 0.1]}))
+    threshold, shifts, how = threshold_of(det)
+    assert (threshold, shifts) == (0.4, (0.0, -0.1, 0.1)) and "+0, -0.1, +0.1" in how
+    good = tiny_corpus / "audio" / "chorale_08.flac"
+    log_mel, plain, _ = predict_file(det, good, threshold)
+    _, averaged, segments = predict_file(det, good, threshold, shifts)
+    assert averaged.shape == plain.shape == (len(log_mel),)
+    assert not np.allclose(plain, averaged, atol=1e-4)
+    with pytest.raises(ValueError, match="linear magnitudes"):
+        frame_probabilities(det, log_mel, None, shifts)
+    singles = [frame_probabilities(det, log_mel, _linear(det, good), (s,)) for s in shifts]
+    np.testing.assert_allclose(averaged, smooth(np.mean(singles, axis=0)), atol=1e-6)
+    assert segments[0][0] == 0
+
+
+def _linear(det, path):
+    from tf_svdx import audio, features
+    fe = det.frontend
+    return features.stft_magnitude(audio.load(path, fe.sample_rate), fe)[:, :fe.n_linear_bins].numpy()

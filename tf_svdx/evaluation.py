@@ -59,25 +59,33 @@ def copy_standardisation(prepared_folder: Path, run_folder: Path) -> None:
         shutil.copyfile(prepared_folder / STATS, tmp)
 
 
-def track_probabilities(det: TrainedDetector, track: TrackFeatures,
+def frame_probabilities(det: TrainedDetector, log_mel: np.ndarray, linear=None,
                         pitch_shifts: tuple[float, ...] = (0.0,)) -> np.ndarray:
-    """P(sing) per frame; with several pitch shifts (e.g. 0, ±0.1, ±0.2), the mean over them.
+    """P(sing) per frame of a whole track's log-mel [T, 80]; with several pitch shifts (e.g. 0,
+    ±0.1, ±0.2), the mean over them.
 
-    A shift resamples the frequency axis of the linear magnitudes (as in training augmentation),
-    then recomputes log-mel, so it needs the record's linear magnitudes."""
+    A shift resamples the frequency axis of the linear magnitudes `linear` [T, bins] (as in
+    training augmentation), then recomputes log-mel, so shifts other than 0 need them."""
     fe = det.frontend
     pad = np.full((fe.excerpt_pad, fe.n_mels), np.log(fe.log_floor), np.float32)
     probs = []
     for shift in pitch_shifts:
-        if shift == 0:
-            log_mel = track.log_mel
-        else:
-            linear = tf.constant(track.linear.astype(np.float32))
-            shifted = augment.stretch_shift(linear, 1.0, 1.0 + shift, out_frames=track.n_frames)
-            log_mel = features.linear_to_log_mel(shifted, fe).numpy()
-        padded = det.standardiser(np.concatenate([pad, log_mel, pad])).numpy()
+        if shift != 0 and linear is None:
+            raise ValueError("pitch-shift averaging needs the linear magnitudes")
+        if shift != 0:
+            shifted = augment.stretch_shift(tf.constant(np.asarray(linear, np.float32)), 1.0,
+                                            1.0 + shift, out_frames=len(log_mel))
+            shifted_log_mel = features.linear_to_log_mel(shifted, fe).numpy()
+        padded = det.standardiser(np.concatenate(
+            [pad, log_mel if shift == 0 else shifted_log_mel, pad])).numpy()
         probs.append(predict_track(det.dense, padded))
     return np.mean(probs, axis=0)
+
+
+def track_probabilities(det: TrainedDetector, track: TrackFeatures,
+                        pitch_shifts: tuple[float, ...] = (0.0,)) -> np.ndarray:
+    """`frame_probabilities` of a prepared track (its record holds the linear magnitudes)."""
+    return frame_probabilities(det, track.log_mel, track.linear, pitch_shifts)
 
 
 def smooth(prob: np.ndarray, frames: int = MEDIAN_FRAMES) -> np.ndarray:

@@ -10,30 +10,36 @@ import numpy as np
 from tf_svdx import audio, features
 from tf_svdx.data import lab
 from tf_svdx.errors import SvdxError
-from tf_svdx.evaluation import TrainedDetector, frame_segments, smooth
+from tf_svdx.evaluation import TrainedDetector, frame_probabilities, frame_segments, smooth
 from tf_svdx.io import atomic_path
 from tf_svdx.models import predict_track
 
 
-def threshold_of(det: TrainedDetector) -> tuple[float, str]:
-    """The threshold tuned by `svdx evaluate` (evaluation.json), else 0.5."""
+def threshold_of(det: TrainedDetector) -> tuple[float, tuple[float, ...], str]:
+    """The threshold tuned by `svdx evaluate` and the pitch shifts its probabilities were averaged
+    over (evaluation.json), else 0.5 on unshifted input."""
     try:
         data = json.loads((det.folder / "evaluation.json").read_text(encoding="utf-8"))
-        return float(data["threshold"]), "tuned on the validation split"
-    except (OSError, ValueError, KeyError):
-        return 0.5, "default 0.5: run `svdx evaluate` to tune it"
+        shifts = tuple(float(s) for s in data.get("pitch_shifts", (0.0,)))
+        how = "tuned on the validation split" + (
+            f", probabilities averaged over pitch shifts {', '.join(f'{s:+g}' for s in shifts)}"
+            if len(shifts) > 1 else "")
+        return float(data["threshold"]), shifts, how
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.5, (0.0,), "default 0.5: run `svdx evaluate` to tune it"
 
 
-def predict_file(det: TrainedDetector, path: Path, threshold: float):
-    """(log-mel [T, 80], smoothed P(sing) [T], segments) for one audio file."""
+def predict_file(det: TrainedDetector, path: Path, threshold: float,
+                 pitch_shifts: tuple[float, ...] = (0.0,)):
+    """(log-mel [T, 80], smoothed P(sing) [T], segments) for one audio file; the probabilities
+    are averaged over `pitch_shifts` as `svdx evaluate` did when it tuned `threshold`."""
     fe = det.frontend
     wave = audio.load(path, fe.sample_rate)
-    log_mel = features.log_mel(wave, fe).numpy()
-    if len(log_mel) == 0:
+    if features.num_frames(len(wave), fe) == 0:
         raise audio.AudioError(path, f"too short: {len(wave)} samples")
-    pad = np.full((fe.excerpt_pad, fe.n_mels), np.log(fe.log_floor), np.float32)
-    padded = det.standardiser(np.concatenate([pad, log_mel, pad])).numpy()
-    prob = smooth(predict_track(det.dense, padded))
+    linear = features.stft_magnitude(wave, fe)[:, :fe.n_linear_bins]
+    log_mel = features.linear_to_log_mel(linear, fe).numpy()
+    prob = smooth(frame_probabilities(det, log_mel, linear.numpy(), pitch_shifts))
     segments = frame_segments(prob >= threshold, len(wave) / fe.sample_rate, fe)
     return log_mel, prob, segments
 
@@ -70,12 +76,12 @@ def plot(path: Path, title: str, log_mel: np.ndarray, prob: np.ndarray, segments
 def predict_files(det: TrainedDetector, paths, out_dir: Path | None, *, with_plot: bool = False,
                   report=print) -> list[tuple[str, str]]:
     """Write `<stem>.lab` (and `.png`) per input; returns the (path, reason) of failed inputs."""
-    threshold, how = threshold_of(det)
+    threshold, shifts, how = threshold_of(det)
     report(f"threshold {threshold:.3f} ({how})")
     failed = []
     for p in map(Path, paths):
         try:
-            log_mel, prob, segments = predict_file(det, p, threshold)
+            log_mel, prob, segments = predict_file(det, p, threshold, shifts)
         except SvdxError as e:
             failed.append((str(p), str(e)))
             report(f"skipped: {e}")
