@@ -27,6 +27,8 @@ def test_file_then_overrides(tmp_path):
     ("seed = 'x'\n", "seed: expected int"),
     ("prepare = 3\n", "prepare: is a section"),
     ("seed = \n", "invalid TOML"),
+    ("[evaluate]\npitch_shifts = [0.0, -1.0]\n", "evaluate.pitch_shifts: expected one or more"),
+    ("[evaluate]\npitch_shifts = []\n", "evaluate.pitch_shifts: expected one or more"),
 ])
 def test_bad_files_name_file_and_key(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -41,6 +43,7 @@ def test_bad_files_name_file_and_key(tmp_path, text, message):
     ("seed=abc", "--config.seed: expected int"),
     ("augment.enabled=maybe", "expected true/false"),
     ("seed", "expected key=value"),
+    ("evaluate.pitch_shifts=0,0.7", "--config.evaluate.pitch_shifts: expected one or more"),
 ])
 def test_bad_overrides(item, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):

@@ -1,5 +1,6 @@
 """`svdx run` end to end on the tiny config (what CI runs), then again: every stage skipped."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,12 @@ def test_tiny_pipeline_runs_end_to_end_then_skips_everything(tmp_path):
                  "--config.explain.seeds=4")
     assert list(alone) == ["explain", "export"]
     assert "explained" in alone["explain"] and "svd_detector v2" in alone["export"]
+    # test-time pitch-shift averaging from the config: the detector is re-evaluated, not retrained
+    shifted = _run(config, "--from_scratch", "--stages=detector",
+                   "--config.evaluate.pitch_shifts=0,-0.1,0.1")
+    assert "up to date" in shifted["detector"]
+    evaluation = json.loads((tmp_path / "detector" / "evaluation.json").read_text())
+    assert evaluation["pitch_shifts"] == [0.0, -0.1, 0.1]
 
 
 def test_shipped_runs_are_checked_against_the_data(tmp_path):

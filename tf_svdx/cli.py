@@ -33,7 +33,8 @@ flags.DEFINE_string("detector", None, "evaluate/predict/explain/report: a `svdx 
 flags.DEFINE_string("generator", None, "explain/report: a `svdx train-gan` run folder (the "
                     "prior).")
 flags.DEFINE_bool("pitch_shift_average", False, "evaluate: average predictions over pitch "
-                  "shifts of 0, ±10 and ±20%.")
+                  "shifts of 0, ±10 and ±20% (otherwise evaluate.pitch_shifts of --config, or "
+                  "of the run's own config).")
 flags.DEFINE_bool("plot", False, "predict: also write a PNG of log-mel, probability, segments.")
 flags.DEFINE_bool("from_scratch", False, "run: train the detector and the GAN with this config "
                   "instead of using the shipped runs (run.detector, run.generator).")
@@ -152,6 +153,9 @@ def cmd_run(argv):
     run(cfg, from_scratch=FLAGS.from_scratch, stages=stages, progress=FLAGS.progress)
 
 
+PITCH_SHIFTS = (0.0, -0.1, 0.1, -0.2, 0.2)  # --pitch_shift_average (SPEC §3)
+
+
 def cmd_evaluate(argv):
     """Evaluate a trained detector: tuned threshold on valid, metrics on test (JSON + console)."""
     from tf_svdx.data.pipeline import Prepared
@@ -159,7 +163,8 @@ def cmd_evaluate(argv):
     from tf_svdx.io import write_json
     det = TrainedDetector.load(_required("detector"))
     prepared = Prepared(FLAGS.prepared or det.config.train_detector.prepared)
-    shifts = (0.0, -0.1, 0.1, -0.2, 0.2) if FLAGS.pitch_shift_average else (0.0,)
+    cfg = _config() if FLAGS.config else det.config
+    shifts = PITCH_SHIFTS if FLAGS.pitch_shift_average else cfg.evaluate.pitch_shifts
     result = evaluate(det, prepared, shifts)
     write_json(det.folder / "evaluation.json", result)
     t = result["test"]

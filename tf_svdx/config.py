@@ -191,6 +191,21 @@ class TrainDetector:
 
 
 @dataclasses.dataclass
+class Evaluate:
+    """`svdx evaluate` and the `svdx run` detector stage: the pitch shifts (relative, e.g. -0.1 =
+    10 % lower) whose probabilities are averaged at test time; `svdx predict` averages over the
+    same shifts as the evaluation that tuned its threshold."""
+
+    pitch_shifts: tuple[float, ...] = (0.0,)
+
+    def __post_init__(self):
+        bad = [s for s in self.pitch_shifts if not -0.5 <= s <= 0.5]
+        if not self.pitch_shifts or bad:
+            raise ValueError(f"pitch_shifts: expected one or more shifts in [-0.5, 0.5] "
+                             f"(e.g. 0, -0.1, 0.1), got {list(self.pitch_shifts)}")
+
+
+@dataclasses.dataclass
 class Explain:
     """`svdx explain`: activation maximisation over a grid of settings, scored by Fréchet distance
     (SPEC §5–6). The defaults are the paper's grid; `configs/demo.toml` holds a small one."""
@@ -248,6 +263,7 @@ class Config:
     detector: Detector = dataclasses.field(default_factory=Detector)
     train_detector: TrainDetector = dataclasses.field(default_factory=TrainDetector)
     train_gan: TrainGan = dataclasses.field(default_factory=TrainGan)
+    evaluate: Evaluate = dataclasses.field(default_factory=Evaluate)
     gan: Gan = dataclasses.field(default_factory=Gan)
     explain: Explain = dataclasses.field(default_factory=Explain)
     export: Export = dataclasses.field(default_factory=Export)
@@ -324,7 +340,10 @@ def _apply(obj, updates: dict, where: str):
             changes[key] = _apply(current, value, here + ".")
         else:
             changes[key] = _coerce(value, types[key], here)
-    return dataclasses.replace(obj, **changes)
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ValueError as e:  # a section's own check (__post_init__), e.g. a value out of range
+        raise ConfigError(f"{where}{e}") from None
 
 
 def from_dict(data: dict, where: str = "") -> Config:

@@ -131,9 +131,10 @@ def _detector(config, trained, progress):
             train_detector(config, progress=progress)
             summary = "trained"
     evaluation = _read(folder / "evaluation.json")
-    if evaluation is None:
+    shifts = [float(s) for s in config.evaluate.pitch_shifts]
+    if evaluation is None or evaluation.get("pitch_shifts") != shifts:
         det = TrainedDetector.load(folder)
-        evaluation = evaluate(det, Prepared(config.train_detector.prepared))
+        evaluation = evaluate(det, Prepared(config.train_detector.prepared), tuple(shifts))
         write_json(folder / "evaluation.json", evaluation)
     t = evaluation["test"]
     return (f"{summary}: test error {100 * t['error']:.2f}%, AUROC {t['auroc']:.3f} "
