@@ -107,14 +107,20 @@ def layer_profile(ex: Explainer, rows: int, repeats: int = 5):
                 y = layer(x, training=False)
             return tape.gradient(y, x, output_gradients=tf.cast(g, y.dtype))
 
-        step(x, g).numpy()
-        best = math.inf
-        for _ in range(repeats):
-            t = time.perf_counter()
-            step(x, g).numpy()
-            best = min(best, time.perf_counter() - t)
-        out.append((layer.name, best, layer_flops(layer)))
+        out.append((layer.name, best_time(lambda: step(x, g).numpy(), repeats),
+                    layer_flops(layer)))
     return out
+
+
+def best_time(call, repeats: int) -> float:
+    """Seconds of the fastest of `repeats` calls, after one untimed call (tracing, primitives)."""
+    call()
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def print_profile(profile, rows: int, step_s: float, peak: float, precision: str) -> None:
@@ -142,13 +148,7 @@ def matmul_flops_per_s(n: int, dtype, repeats: int) -> float:
     b = tf.cast(tf.random.normal([n, n]), dtype)
     f = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b)[:1, :1],
                                                        tf.float32)), autograph=False)
-    f(a, b).numpy()
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f(a, b).numpy()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
+    return 2 * n ** 3 / best_time(lambda: f(a, b).numpy(), repeats)
 
 
 def grid_rows(seeds: int):
