@@ -16,7 +16,8 @@ counts I1 < I2 < I3):
       steps timed and extrapolated to max(I) + 1 (printed as such);
   (d) FLOP/s: analytic FLOPs per code-step (forward of G and D + the backward to the input only,
       ≈ the forward again: no weight gradients) × rate, against a large matmul measured here in
-      the same dtype;
+      the same dtype; and, because the VM's speed drifts within minutes, the median over
+      --pairs of (a 10-step engine run / a matmul measured just before it);
   (e) the paper grid (900 rows × 1001 code-steps) projected from the engine's rate.
 
 No assertion on any time: this prints numbers. The models are randomly initialised (timing does
@@ -264,7 +265,17 @@ def bench(precision: str, det, gen, args, flops_row_step: int) -> dict:
     t_eager_part = eager_steps(ex, rows, args.eager_steps)
     t_eager = t_eager_part * steps / args.eager_steps
 
+    # the VM's speed drifts by tens of % within minutes: pair each short engine run with a
+    # matmul measured just before it, and take the median of the pairs' ratios as well
+    size = min(args.chunk, len(rows))
+    pairs = []
+    for _ in range(args.pairs):
+        mm = matmul_flops_per_s(args.matmul[0], dtype, 2)
+        t = time.perf_counter()
+        run_rows(ex, rows[:size], [9])
+        pairs.append(size * 10 * flops_row_step / (time.perf_counter() - t) / mm)
     return dict(precision=precision, warm=warm, cores=cores, rows=len(rows), steps=steps,
+                pairs=pairs,
                 iterations=iterations, t_batched=t_batched, rate=rate,
                 paper_timed=len(timed), t_paper_part=t_paper_part, t_paper=t_paper,
                 paper_code_steps=len(rows) * sum(k + 1 for k in iterations),
@@ -285,6 +296,8 @@ def main():
     parser.add_argument("--matmul", default="2048,4096",
                         help="n of the n×n matmuls; the fastest is the reference")
     parser.add_argument("--matmul-repeats", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=7,
+                        help="(matmul, 10-step engine run) pairs for the paired fraction")
     parser.add_argument("--width", type=float, default=1.0, help="model width (1 = full size)")
     parser.add_argument("--sweep", action="store_true", help="also time chunk 16..256")
     parser.add_argument("--layers", action="store_true",
@@ -299,7 +312,7 @@ def main():
     if args.quick:
         args.width, args.seeds, args.iterations = 0.125, 1, [2, 3, 5]
         args.chunk, args.paper_rows, args.eager_steps = 8, 2, 1
-        args.matmul, args.matmul_repeats = [1024], 2
+        args.matmul, args.matmul_repeats, args.pairs = [1024], 2, 2
     precisions = PRECISIONS if args.precision == "both" else (args.precision,)
 
     keras.utils.set_random_seed(0)
@@ -345,6 +358,11 @@ def main():
                       f" vs batched {1e3 / r['rate']:.1f}" for r in results))
     print("  cores kept busy by the batched engine (process CPU s / wall s): "
           + ", ".join(f"{r['precision']} {r['cores']:.2f} of {os.cpu_count()}" for r in results))
+    print("  paired fraction of the matmul (each 10-step engine run over a matmul measured just "
+          "before it; median [min–max] of the pairs): "
+          + ", ".join(f"{r['precision']} {100 * np.median(r['pairs']):.0f} % "
+                      f"[{100 * min(r['pairs']):.0f}–{100 * max(r['pairs']):.0f}]"
+                      for r in results))
     print(f"  matmul reference: the fastest n×n of n in {args.matmul}, best of "
           f"{args.matmul_repeats}, same dtype as the engine")
     if len(results) == 2:
