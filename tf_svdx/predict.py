@@ -12,7 +12,6 @@ from tf_svdx.data import lab
 from tf_svdx.errors import SvdxError
 from tf_svdx.evaluation import TrainedDetector, frame_probabilities, frame_segments, smooth
 from tf_svdx.io import atomic_path
-from tf_svdx.models import predict_track
 
 
 def threshold_of(det: TrainedDetector) -> tuple[float, tuple[float, ...], str]:
