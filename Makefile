@@ -32,6 +32,7 @@ test: install
 bench: install
 	$(BIN)/python tools/bench_pipeline.py
 	$(BIN)/python tools/bench_detector.py
+	$(BIN)/python tools/bench_explain.py
 
 install: system-deps $(STAMP)
 
