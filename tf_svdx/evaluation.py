@@ -69,15 +69,15 @@ def frame_probabilities(det: TrainedDetector, log_mel: np.ndarray, linear=None,
     fe = det.frontend
     pad = np.full((fe.excerpt_pad, fe.n_mels), np.log(fe.log_floor), np.float32)
     probs = []
+    if linear is None and any(shift != 0 for shift in pitch_shifts):
+        raise ValueError("pitch-shift averaging needs the linear magnitudes")
     for shift in pitch_shifts:
-        if shift != 0 and linear is None:
-            raise ValueError("pitch-shift averaging needs the linear magnitudes")
+        x = log_mel
         if shift != 0:
             shifted = augment.stretch_shift(tf.constant(np.asarray(linear, np.float32)), 1.0,
                                             1.0 + shift, out_frames=len(log_mel))
-            shifted_log_mel = features.linear_to_log_mel(shifted, fe).numpy()
-        padded = det.standardiser(np.concatenate(
-            [pad, log_mel if shift == 0 else shifted_log_mel, pad])).numpy()
+            x = features.linear_to_log_mel(shifted, fe).numpy()
+        padded = det.standardiser(np.concatenate([pad, x, pad])).numpy()
         probs.append(predict_track(det.dense, padded))
     return np.mean(probs, axis=0)
 
