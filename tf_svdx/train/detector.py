@@ -27,7 +27,8 @@ from tf_svdx.io import write_json
 from tf_svdx.models import build_detector
 from tf_svdx.models.dense import build_dense, copy_weights, probabilities
 from tf_svdx.report.tensorboard import spectrogram_grid
-from tf_svdx.train.loop import Run, make_strategy, save_weights_atomically, seed_everything
+from tf_svdx.train.loop import (Run, distributed_iterator, make_strategy, save_weights_atomically,
+                                seed_everything)
 
 BEST = "best.weights.h5"
 FINAL = "final.weights.h5"
@@ -110,11 +111,7 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
 
     global_batch = config.pipeline.batch_size
     dataset = training_excerpts(prepared, config, "train", start_batch=start)
-    # Every worker generates the same global batch and keeps its replicas' share of it.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(options)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    iterator = distributed_iterator(strategy, dataset)
 
     train_step = make_train_step(model, optimizer, strategy, global_batch, opts.label_floor)
 

@@ -137,7 +137,8 @@ def train_gan(config, *, progress: bool = True) -> dict:
     from tf_svdx.io import write_json
     from tf_svdx.models import build_critic, build_generator
     from tf_svdx.report.tensorboard import spectrogram_grid
-    from tf_svdx.train.loop import Run, make_strategy, save_weights_atomically, seed_everything
+    from tf_svdx.train.loop import (Run, distributed_iterator, make_strategy,
+                                    save_weights_atomically, seed_everything)
 
     opts = config.train_gan
     strategy = make_strategy(opts.strategy, opts.logical_cpus)
@@ -162,10 +163,7 @@ def train_gan(config, *, progress: bool = True) -> dict:
         config.pipeline, batch_size=opts.batch_size))
     dataset = training_excerpts(prepared, data_cfg, split, augment=False, standardise=False,
                                 labelled_only=False, start_batch=start * opts.n_critic)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    iterator = iter(strategy.experimental_distribute_dataset(
-        dataset.map(lambda x, y: x).with_options(options)))
+    iterator = distributed_iterator(strategy, dataset.map(lambda x, y: x))
     gan_step = make_gan_step(generator, critic, opt_g, opt_d, strategy,
                              global_batch=opts.batch_size, n_critic=opts.n_critic,
                              gp_weight=opts.gp_weight, latent_dim=config.gan.latent_dim,
