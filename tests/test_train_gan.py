@@ -164,6 +164,20 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tiny_prepared, tmp_path
     assert diff < 1e-5 and moved > 1e-4, lines["ADAM"]
 
 
+def test_replicated_strategies_turn_off_grappler_dependency_optimizer():
+    """The fix the mirrored test above only catches about one run in ten, checked every time."""
+    code = ("import tensorflow as tf\n"
+            "from tf_svdx.train.loop import make_strategy\n"
+            "make_strategy('default')\n"
+            "print(tf.config.optimizer.get_experimental_options().get('dependency_optimization'))\n"
+            "make_strategy('mirrored')\n"
+            "print(tf.config.optimizer.get_experimental_options().get('dependency_optimization'))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["None", "False"], proc.stdout
+
+
 def test_frechet_monitor_with_a_trained_detector(tiny_prepared, tmp_path):
     from tf_svdx import config as config_lib
     from tf_svdx.train.detector import train_detector
