@@ -44,12 +44,13 @@ def make_strategy(name: str, logical_cpus: int = 0) -> tf.distribute.Strategy:
                 raise ConfigError(f"cannot split the CPU into {logical_cpus} devices: {e}") from e
     if name == "default":
         return tf.distribute.get_strategy()
-    # Grappler's dependency optimizer, on a replicated step, occasionally breaks the order of a
-    # mirrored variable's update and a later read: with two logical CPUs, ~10 % of WGAN-GP runs
-    # (12 of 120, plain SGD) logged a Wasserstein estimate up to 4 % off from the first step on
-    # while the gradient penalty was unchanged; with the pass off, 0 of 60 (0 of 90 with all of
-    # grappler off). Single-device runs were bit-identical either way (30 of 30). It must be off
-    # before the step is first called.
+    # On two logical CPUs, ~10 % of replicated WGAN-GP runs (12 of 120, plain SGD, three runs at
+    # once on two cores) logged a Wasserstein estimate up to 4 % off from the first step on while
+    # the gradient penalty was unchanged; with grappler's dependency optimizer off, 0 of 120 in
+    # the same harness (0 of 90 with all of grappler off), though one run inside a full test
+    # suite still went wrong, so this reduces a TF scheduling fault whose cause is not fully
+    # known. Single-device runs were bit-identical (30 of 30). Off before the step is first
+    # called.
     tf.config.optimizer.set_experimental_options({"dependency_optimization": False})
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
